@@ -1,0 +1,98 @@
+"""Connection options shared by every client command, and opening the AdminClient."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from pathlib import Path
+
+from ..services.admin_client import AdminClient, Credentials
+from ..services.errors import UnknownHostKey
+from ..services.hostkeys import HostKeyStore, TrustPolicy, known_hosts_env_override
+from ..services.target import Target
+from .output import EXIT_UNREACHABLE, CommandError
+
+
+def add_connection_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("connection")
+    group.add_argument("--connect", metavar="[USER@]HOST[:PORT]", required=True,
+                       help="the node to talk to (user admin and port 14983 by default)")
+    group.add_argument("--password-file", metavar="FILE", type=Path,
+                       help="read the admin password from FILE (else $MFT_PASSWORD, else "
+                            "SSH keys / agent, else a prompt on a terminal)")
+    group.add_argument("--identity", "-i", metavar="KEY", type=Path, action="append",
+                       help="a private key to log in with (repeatable)")
+    group.add_argument("--accept-new", action="store_true",
+                       help="trust and pin an unknown host key without asking "
+                            "(a changed key is still refused)")
+    group.add_argument("--known-hosts", metavar="FILE", type=Path,
+                       help="pinned host keys (default: mft's own known_hosts file)")
+    group.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                       help="connect and login timeout (default 10)")
+
+
+def _password(args: argparse.Namespace) -> str | None:
+    if args.password_file:
+        try:
+            return args.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise CommandError(f"cannot read the password file {args.password_file}: "
+                               f"{exc.strerror}") from None
+    return os.environ.get("MFT_PASSWORD") or None
+
+
+def _credentials(args: argparse.Namespace, password: str | None) -> Credentials:
+    if args.identity:
+        return Credentials(password=password, client_keys=[str(p) for p in args.identity])
+    if password is not None:
+        return Credentials(password=password)
+    # No password given: the user's SSH keys and agent, as `ssh` would use them.
+    return Credentials(client_keys=None, agent_path=())
+
+
+async def open_client(args: argparse.Namespace) -> AdminClient:
+    try:
+        target = Target.parse(args.connect)
+    except ValueError as exc:
+        raise CommandError(f"--connect: {exc}") from None
+    store = HostKeyStore(args.known_hosts or known_hosts_env_override())
+    policy = TrustPolicy.ACCEPT_NEW if args.accept_new else TrustPolicy.ASK
+    password = _password(args)
+    credentials = _credentials(args, password)
+    accept: str | None = None
+    for _ in range(3):
+        try:
+            return await AdminClient.connect(target, credentials, hostkeys=store, policy=policy,
+                                             accept_fingerprint=accept,
+                                             connect_timeout=args.timeout)
+        except UnknownHostKey as exc:
+            if accept is not None or not _interactive():
+                raise CommandError(str(exc) + " Or pass --accept-new.",
+                                   EXIT_UNREACHABLE, exc.code) from None
+            accept = _ask_host_key(exc)
+        except Exception as exc:
+            if (getattr(exc, "code", "") == "AUTH_FAILED" and password is None
+                    and _interactive()):
+                password = getpass.getpass(f"Password for {target}: ")
+                credentials = Credentials(password=password)
+                continue
+            raise
+    raise CommandError(f"could not log in to {target}", EXIT_UNREACHABLE, "AUTH_FAILED")
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def _ask_host_key(exc: UnknownHostKey) -> str:
+    print(f"The node {exc.host}:{exc.port} presents a host key not seen before:\n"
+          f"  {exc.fingerprint}\n"
+          "Compare it with the fingerprint `mft status` shows on that node.",
+          file=sys.stderr)
+    answer = input("Trust and pin this key? [y/N] ").strip().lower()
+    if answer not in ("y", "yes"):
+        raise CommandError("host key not accepted; nothing was changed", EXIT_UNREACHABLE,
+                           exc.code)
+    return exc.fingerprint

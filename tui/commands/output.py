@@ -1,0 +1,36 @@
+"""How commands report: one clear line on stderr and an exit code, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the command ran and the answer was "no" (or degraded, for status)
+EXIT_UNREACHABLE = 2  # the node could not be reached or logged in to
+EXIT_USAGE = 64
+
+
+class CommandError(Exception):
+    def __init__(self, message: str, exit_code: int = EXIT_FAILED, code: str = ""):
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.code = code
+
+
+def fail(message: str) -> None:
+    print(f"mft: {message}", file=sys.stderr)
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    for row in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    return "\n".join(lines)

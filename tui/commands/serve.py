@@ -1,0 +1,35 @@
+"""`mft serve`: run a node in the foreground (systemd runs it this way too)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from ..model.codec import parse_listen
+from ..node.daemon import serve, setup_logging
+from ..node.home import HomeError
+from .output import CommandError
+
+
+def add_parser(sub: argparse._SubParsersAction, home_option) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("serve", help="run a node: the admin service on port 14983")
+    home_option(p)
+    p.add_argument("--admin-listen", metavar="HOST:PORT",
+                   help="admin address (default from node.toml: 0.0.0.0:14983)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.admin_listen:
+        try:
+            parse_listen(args.admin_listen)
+        except ValueError as exc:
+            raise CommandError(f"--admin-listen: {exc}") from None
+    setup_logging()
+    try:
+        asyncio.run(serve(args.home, args.admin_listen))
+    except HomeError as exc:
+        raise CommandError(str(exc)) from None
+    except OSError as exc:
+        raise CommandError(f"cannot listen on the admin address: {exc.strerror or exc}") from None
+    return 0

@@ -1,0 +1,266 @@
+"""TOML <-> typed config, with validation that names the file, the key and the problem."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import asdict
+from typing import Any
+
+import tomli_w
+
+from .config import (
+    ADMIN_SITE,
+    ROLES,
+    SITE_KINDS,
+    SYNC_INTERVAL_MAX_S,
+    SYNC_INTERVAL_MIN_S,
+    AutobanSettings,
+    ClusterConfig,
+    Member,
+    NodeConfig,
+    Site,
+    SyncSettings,
+    User,
+)
+from .ipfilter import IpFilterError, Rule
+from .passwords import PasswordHashError, parse_hash
+from .validate import NAME_PATTERN, ConfigError, Table
+
+CLUSTER_FILE = "cluster.toml"
+NODE_FILE = "node.toml"
+
+
+# -- cluster.toml ---------------------------------------------------------------------------
+
+def cluster_to_dict(cfg: ClusterConfig) -> dict[str, Any]:
+    return {
+        "cluster_id": cfg.cluster_id,
+        "epoch": cfg.epoch,
+        "version": cfg.version,
+        "sync": asdict(cfg.sync),
+        "autoban": asdict(cfg.autoban),
+        "sites": [
+            {
+                "name": s.name, "kind": s.kind, "system": s.system, "ip_default": s.ip_default,
+                "rules": [r.to_dict() for r in s.rules],
+            }
+            for s in cfg.sites
+        ],
+        "users": [
+            {
+                "name": u.name, "site": u.site, "password_hash": u.password_hash,
+                "authorized_keys": list(u.authorized_keys), "home": u.home,
+                "read_only": u.read_only,
+            }
+            for u in cfg.users
+        ],
+        "members": [asdict(m) for m in cfg.members],
+        "file_service": {"host_keys": list(cfg.file_host_keys)},
+    }
+
+
+def cluster_from_dict(data: Any, file: str = CLUSTER_FILE) -> ClusterConfig:
+    top = Table(data, file)
+    sync_t = top.table("sync")
+    sync = SyncSettings(
+        enabled=sync_t.bool("enabled", True),
+        interval_s=sync_t.int("interval_s", 60, minimum=SYNC_INTERVAL_MIN_S,
+                              maximum=SYNC_INTERVAL_MAX_S),
+    )
+    sync_t.done()
+    ban_t = top.table("autoban")
+    autoban = AutobanSettings(
+        enabled=ban_t.bool("enabled", True),
+        max_failures=ban_t.int("max_failures", 10, minimum=1, maximum=1000),
+        window_s=ban_t.int("window_s", 300, minimum=1, maximum=86400),
+        ban_s=ban_t.int("ban_s", 3600, minimum=1, maximum=366 * 86400),
+    )
+    ban_t.done()
+    files_t = top.table("file_service")
+    host_keys = files_t.str_list("host_keys")
+    files_t.done()
+    cfg = ClusterConfig(
+        cluster_id=top.str("cluster_id", ""),
+        epoch=top.int("epoch", 0, minimum=0, maximum=2**53),
+        version=top.int("version", required=True, minimum=1, maximum=2**53),
+        sync=sync,
+        autoban=autoban,
+        sites=tuple(_site(t) for t in top.tables("sites")),
+        users=tuple(_user(t) for t in top.tables("users")),
+        members=tuple(_member(t) for t in top.tables("members")),
+        file_host_keys=host_keys,
+    )
+    top.done()
+    _check_cluster(cfg, file)
+    return cfg
+
+
+def _site(t: Table) -> Site:
+    rules = []
+    for rt in t.tables("rules"):
+        try:
+            rules.append(Rule.from_dict(rt.data))
+        except IpFilterError as exc:
+            raise ConfigError(rt.file, rt.path, str(exc)) from None
+    site = Site(
+        name=t.str("name", required=True, pattern=NAME_PATTERN),
+        kind=t.str("kind", required=True, choices=SITE_KINDS),
+        system=t.bool("system", False),
+        ip_default=t.str("ip_default", "deny", choices=("allow", "deny")),
+        rules=tuple(rules),
+    )
+    t.done()
+    return site
+
+
+def _user(t: Table) -> User:
+    user = User(
+        name=t.str("name", required=True, pattern=NAME_PATTERN),
+        site=t.str("site", required=True),
+        password_hash=t.str("password_hash", ""),
+        authorized_keys=t.str_list("authorized_keys"),
+        home=t.str("home", ""),
+        read_only=t.bool("read_only", False),
+    )
+    if user.password_hash:
+        try:
+            parse_hash(user.password_hash)
+        except PasswordHashError as exc:
+            raise t.error("password_hash", str(exc)) from None
+    t.done()
+    return user
+
+
+def _member(t: Table) -> Member:
+    member = Member(
+        id=t.str("id", required=True, pattern=NAME_PATTERN),
+        name=t.str("name", required=True, pattern=NAME_PATTERN),
+        address=t.str("address", required=True),
+        admin_port=t.int("admin_port", 14983, minimum=1, maximum=65535),
+        role=t.str("role", "secondary", choices=ROLES),
+        sync_enabled=t.bool("sync_enabled", True),
+        host_key_fingerprint=t.str("host_key_fingerprint", ""),
+    )
+    if not member.address:
+        raise t.error("address", "must not be empty")
+    t.done()
+    return member
+
+
+def _check_cluster(cfg: ClusterConfig, file: str) -> None:
+    """Cross-record rules that no single table can check on its own."""
+    _unique(file, "sites", [s.name for s in cfg.sites])
+    _unique(file, "users", [u.name for u in cfg.users])
+    _unique(file, "members", [m.id for m in cfg.members])
+    admin_sites = [s for s in cfg.sites if s.kind == "admin"]
+    if len(admin_sites) != 1 or admin_sites[0].name != ADMIN_SITE:
+        raise ConfigError(file, "sites", f"there must be exactly one site of kind 'admin', "
+                                         f"named {ADMIN_SITE!r}")
+    site_names = {s.name for s in cfg.sites}
+    for i, user in enumerate(cfg.users):
+        if user.site not in site_names:
+            raise ConfigError(file, f"users[{i}].site", f"no site named {user.site!r}")
+
+
+def _unique(file: str, key: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            raise ConfigError(file, f"{key}[{i}].name", f"duplicate name {name!r}")
+        seen.add(name)
+
+
+def dumps_cluster(cfg: ClusterConfig) -> bytes:
+    return tomli_w.dumps(cluster_to_dict(cfg)).encode("utf-8")
+
+
+def loads_cluster(data: bytes | str, file: str = CLUSTER_FILE) -> ClusterConfig:
+    return cluster_from_dict(_parse_toml(data, file), file)
+
+
+def config_hash(cfg: ClusterConfig) -> str:
+    """Content hash members compare to detect drift; independent of TOML formatting."""
+    canonical = json.dumps(cluster_to_dict(cfg), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def public_cluster_dict(cfg: ClusterConfig) -> dict[str, Any]:
+    """The document without secrets: no password hashes, no private keys."""
+    data = cluster_to_dict(cfg)
+    for user in data["users"]:
+        user["has_password"] = bool(user.pop("password_hash"))
+    data["file_service"] = {"host_key_count": len(cfg.file_host_keys)}
+    return data
+
+
+# -- node.toml ------------------------------------------------------------------------------
+
+def node_to_dict(cfg: NodeConfig) -> dict[str, Any]:
+    return asdict(cfg)
+
+
+def node_from_dict(data: Any, file: str = NODE_FILE) -> NodeConfig:
+    t = Table(data, file)
+    cfg = NodeConfig(
+        node_id=t.str("node_id", required=True, pattern=NAME_PATTERN),
+        name=t.str("name", required=True, pattern=NAME_PATTERN),
+        role=t.str("role", "standalone", choices=ROLES),
+        admin_listen=t.str("admin_listen", NodeConfig.admin_listen),
+        admin_host_key=t.str("admin_host_key", NodeConfig.admin_host_key),
+        primary_key=t.str("primary_key", ""),
+        storage_root=t.str("storage_root", ""),
+    )
+    t.done()
+    try:
+        parse_listen(cfg.admin_listen)
+    except ValueError as exc:
+        raise t.error("admin_listen", str(exc)) from None
+    if not cfg.admin_host_key:
+        raise t.error("admin_host_key", "must name the admin host key file")
+    return cfg
+
+
+def dumps_node(cfg: NodeConfig) -> bytes:
+    return tomli_w.dumps(node_to_dict(cfg)).encode("utf-8")
+
+
+def loads_node(data: bytes | str, file: str = NODE_FILE) -> NodeConfig:
+    return node_from_dict(_parse_toml(data, file), file)
+
+
+def parse_listen(text: str, default_port: int | None = None) -> tuple[str, int]:
+    """'HOST:PORT', '[v6]:PORT' or, with a default port, a bare host."""
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"{text!r} is not HOST:PORT ('[' without a matching ']')")
+        port_text = rest[1:] if rest else ""
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    elif ":" in text:  # a bare IPv6 address
+        host, port_text = text, ""
+    else:
+        host, port_text = text, ""
+    if not host:
+        raise ValueError(f"{text!r} has no host")
+    if not port_text:
+        if default_port is None:
+            raise ValueError(f"{text!r} has no port; use HOST:PORT")
+        return host, default_port
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"port {port_text!r} must be a number from 1 to 65535")
+    return host, int(port_text)
+
+
+def _parse_toml(data: bytes | str, file: str) -> Any:
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+    except UnicodeDecodeError as exc:
+        raise ConfigError(file, "", f"not UTF-8 text (byte {exc.start})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, "", f"not valid TOML: {exc}") from None

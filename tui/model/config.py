@@ -1,0 +1,117 @@
+"""The two configuration documents of a node, as immutable typed values.
+
+``ClusterConfig`` (cluster.toml) is identical on every member and carries
+(epoch, version); ``NodeConfig`` (node.toml) is the node's own and never synced.
+Changes are made with ``dataclasses.replace`` so a half-applied edit cannot exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from .ipfilter import IpFilter, Rule, admin_default_filter
+
+ADMIN_SITE = "admin"
+DEFAULT_FILE_SITE = "default"
+ADMIN_PORT = 14983
+ROLES = ("standalone", "primary", "secondary")
+SITE_KINDS = ("admin", "file")
+SYNC_INTERVAL_MIN_S = 5
+SYNC_INTERVAL_MAX_S = 86400
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    enabled: bool = True
+    interval_s: int = 60
+
+
+@dataclass(frozen=True)
+class AutobanSettings:
+    enabled: bool = True
+    max_failures: int = 10
+    window_s: int = 300
+    ban_s: int = 3600
+
+
+@dataclass(frozen=True)
+class Site:
+    name: str
+    kind: str
+    system: bool = False
+    ip_default: str = "deny"
+    rules: tuple[Rule, ...] = ()
+
+    @property
+    def ipfilter(self) -> IpFilter:
+        return IpFilter(self.rules, self.ip_default)
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    site: str
+    password_hash: str = ""
+    authorized_keys: tuple[str, ...] = ()
+    home: str = ""
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class Member:
+    id: str
+    name: str
+    address: str
+    admin_port: int = ADMIN_PORT
+    role: str = "secondary"
+    sync_enabled: bool = True
+    host_key_fingerprint: str = ""
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    cluster_id: str = ""  # empty while the node is standalone
+    epoch: int = 0
+    version: int = 1
+    sync: SyncSettings = field(default_factory=SyncSettings)
+    autoban: AutobanSettings = field(default_factory=AutobanSettings)
+    sites: tuple[Site, ...] = ()
+    users: tuple[User, ...] = ()
+    members: tuple[Member, ...] = ()
+    file_host_keys: tuple[str, ...] = ()  # private keys (OpenSSH PEM), shared by every node
+
+    def site(self, name: str) -> Site:
+        for site in self.sites:
+            if site.name == name:
+                return site
+        raise KeyError(name)
+
+    def user(self, name: str) -> User | None:
+        return next((u for u in self.users if u.name == name), None)
+
+    def with_site(self, new: Site) -> "ClusterConfig":
+        return replace(self, sites=tuple(new if s.name == new.name else s for s in self.sites))
+
+    def bumped(self) -> "ClusterConfig":
+        """The next version of this document: every accepted change bumps it once."""
+        return replace(self, version=self.version + 1)
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    node_id: str
+    name: str
+    role: str = "standalone"
+    admin_listen: str = f"0.0.0.0:{ADMIN_PORT}"
+    admin_host_key: str = "keys/admin_host_ed25519"  # relative to the node home
+    primary_key: str = ""  # public key of the primary this secondary trusts
+    storage_root: str = ""  # overrides the cluster-wide storage root on this node
+
+
+def default_sites() -> tuple[Site, ...]:
+    admin = admin_default_filter()
+    return (
+        Site(ADMIN_SITE, "admin", system=True, ip_default=admin.default, rules=admin.rules),
+        # A new file site serves everyone until the admin adds rules.
+        Site(DEFAULT_FILE_SITE, "file", system=False, ip_default="allow"),
+    )

@@ -1,0 +1,104 @@
+"""One `mft-admin` subsystem channel: read requests, run methods, write answers.
+
+Requests run concurrently (a slow call never holds up a quick one) up to a cap;
+every answer is one line. A malformed or oversize message gets an error and the
+channel carries on, so one bad client message never costs the admin the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import asyncssh
+
+from ..protocol.rpc import (
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    MAX_MESSAGE_BYTES,
+    MESSAGE_TOO_LARGE,
+    METHOD_NOT_FOUND,
+    READ_CHUNK,
+    LineSplitter,
+    Oversize,
+    Params,
+    RpcError,
+    encode,
+    error_response,
+    parse_message,
+    result_response,
+)
+from .methods import METHODS, CallContext
+
+log = logging.getLogger("mft.node")
+METHOD_TIMEOUT_S = 120.0
+MAX_IN_FLIGHT = 32
+
+
+class AdminSession:
+    def __init__(self, process: asyncssh.SSHServerProcess, ctx: CallContext):
+        self.process = process
+        self.ctx = ctx
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        splitter = LineSplitter(MAX_MESSAGE_BYTES)
+        try:
+            while True:
+                chunk = await self.process.stdin.read(READ_CHUNK)
+                if not chunk:
+                    break
+                for item in splitter.feed(chunk):
+                    if isinstance(item, Oversize):
+                        await self._send(error_response(None, RpcError(
+                            MESSAGE_TOO_LARGE,
+                            f"message exceeds the {MAX_MESSAGE_BYTES}-byte limit; discarded",
+                        )))
+                    elif item.strip():
+                        await self._slots.acquire()
+                        task = asyncio.create_task(self._handle(item))
+                        self._tasks.add(task)
+                        task.add_done_callback(self._done)
+        except (asyncssh.Error, ConnectionError, BrokenPipeError):
+            pass
+        finally:
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slots.release()
+
+    async def _handle(self, line: bytes) -> None:
+        msg_id: Any = None
+        try:
+            message = parse_message(line)
+            msg_id = message.get("id")
+            name = message.get("method")
+            if not isinstance(name, str):
+                raise RpcError(INVALID_REQUEST, 'a request must have a string "method"')
+            fn = METHODS.get(name)
+            if fn is None:
+                raise RpcError(METHOD_NOT_FOUND, f"no method named {name!r}")
+            result = await asyncio.wait_for(fn(self.ctx, Params(message.get("params"))),
+                                            METHOD_TIMEOUT_S)
+            if "id" in message:  # a notification gets no answer
+                await self._send(result_response(msg_id, result))
+        except RpcError as exc:
+            await self._send(error_response(msg_id, exc))
+        except asyncio.TimeoutError:
+            await self._send(error_response(msg_id, RpcError(
+                INTERNAL_ERROR, f"the call did not finish within {METHOD_TIMEOUT_S:.0f} s")))
+        except Exception:  # a bug in a method must not end the session
+            log.exception("%s: method failed", self.ctx.state.node.name)
+            await self._send(error_response(msg_id, RpcError(
+                INTERNAL_ERROR, "internal error on the node; see the node's log")))
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        try:
+            self.process.stdout.write(encode(message))
+            await self.process.stdout.drain()
+        except (asyncssh.Error, ConnectionError, BrokenPipeError):
+            pass

@@ -1,0 +1,145 @@
+"""The admin RPC methods: each takes the call's context and its params, returns JSON data.
+
+Methods validate every field (INVALID_PARAMS naming it) before touching anything, so a
+bad request changes nothing. docs/protocol.md documents each one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ..model.codec import public_cluster_dict
+from ..model.config import ADMIN_SITE, Site
+from ..model.ipfilter import IpFilter, IpFilterError, Rule
+from ..protocol.rpc import INVALID_PARAMS, LOCKOUT, NOT_FOUND, Params, RpcError
+from .state import NodeState
+
+
+@dataclass(frozen=True)
+class CallContext:
+    state: NodeState
+    peer_address: str
+    username: str
+
+
+Method = Callable[[CallContext, Params], Awaitable[Any]]
+METHODS: dict[str, Method] = {}
+
+
+def method(name: str) -> Callable[[Method], Method]:
+    def register(fn: Method) -> Method:
+        METHODS[name] = fn
+        return fn
+    return register
+
+
+def _site(ctx: CallContext, p: Params) -> Site:
+    name = p.get("site", str, ADMIN_SITE)
+    try:
+        return ctx.state.cluster.site(name)
+    except KeyError:
+        known = ", ".join(s.name for s in ctx.state.cluster.sites)
+        raise RpcError(NOT_FOUND, f"no site named {name!r} (sites: {known})",
+                       {"field": "site"}) from None
+
+
+def _rule_dict(rule: Rule, index: int) -> dict[str, Any]:
+    return {"number": index + 1, **rule.to_dict()}
+
+
+def _site_filter(site: Site, version: int) -> dict[str, Any]:
+    return {
+        "site": site.name, "kind": site.kind, "system": site.system,
+        "default": site.ip_default, "version": version,
+        "rules": [_rule_dict(r, i) for i, r in enumerate(site.rules)],
+    }
+
+
+@method("node.info")
+async def node_info(ctx: CallContext, p: Params) -> dict[str, Any]:
+    p.done()
+    return ctx.state.info()
+
+
+@method("config.get")
+async def config_get(ctx: CallContext, p: Params) -> dict[str, Any]:
+    p.done()
+    cfg = ctx.state.cluster
+    return {"config": public_cluster_dict(cfg), "config_hash": ctx.state.config_hash}
+
+
+@method("ipfilter.get")
+async def ipfilter_get(ctx: CallContext, p: Params) -> dict[str, Any]:
+    site = _site(ctx, p)
+    p.done()
+    return _site_filter(site, ctx.state.cluster.version)
+
+
+def _parse_rules(raw: list[Any]) -> tuple[Rule, ...]:
+    rules = []
+    for i, item in enumerate(raw):
+        try:
+            rules.append(Rule.from_dict(item) if isinstance(item, dict) else _not_a_rule(item))
+        except IpFilterError as exc:
+            raise RpcError(INVALID_PARAMS, f"rules[{i}]: {exc}", {"field": f"rules[{i}]"}) from None
+    return tuple(rules)
+
+
+def _not_a_rule(item: Any) -> Rule:
+    raise IpFilterError(f"a rule must be an object with 'action' and 'match', not {item!r}")
+
+
+@method("ipfilter.set")
+async def ipfilter_set(ctx: CallContext, p: Params) -> dict[str, Any]:
+    site = _site(ctx, p)
+    rules = _parse_rules(p.get("rules", list))
+    default = p.get("default", str, site.ip_default)
+    confirm_lockout = p.get("confirm_lockout", bool, False)
+    base_version = p.get("base_version", int, None)
+    p.done()
+    try:
+        new_filter = IpFilter(rules, default)
+    except IpFilterError as exc:
+        raise RpcError(INVALID_PARAMS, str(exc), {"field": "default"}) from None
+    # The caller reached us through the Admin Site: a filter that shuts them out is
+    # refused unless they say they mean it.
+    if site.name == ADMIN_SITE and not confirm_lockout:
+        decision = new_filter.decide(ctx.peer_address)
+        if not decision.allowed:
+            raise RpcError(
+                LOCKOUT,
+                f"these rules would deny your own address {ctx.peer_address} "
+                f"({decision.describe()}), locking you out; confirm to apply anyway",
+                {"address": ctx.peer_address, "rule_number": _number(decision.rule_index)},
+            )
+    new = await ctx.state.change(
+        lambda cfg: cfg.with_site(replace(site, rules=rules, ip_default=default)),
+        base_version=base_version,
+    )
+    return _site_filter(new.site(site.name), new.version) | {"config_hash": ctx.state.config_hash}
+
+
+def _number(index: int | None) -> int | None:
+    return None if index is None else index + 1
+
+
+@method("ipfilter.test")
+async def ipfilter_test(ctx: CallContext, p: Params) -> dict[str, Any]:
+    site = _site(ctx, p)
+    address = p.get("address", str)
+    p.done()
+    try:
+        decision = site.ipfilter.decide(address)
+    except IpFilterError as exc:
+        raise RpcError(INVALID_PARAMS, str(exc), {"field": "address"}) from None
+    return {
+        "site": site.name,
+        "address": address,
+        "allowed": decision.allowed,
+        "action": decision.action,
+        "rule_number": _number(decision.rule_index),
+        "rule": decision.rule.to_dict() if decision.rule else None,
+        "description": decision.describe(),
+    }

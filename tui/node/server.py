@@ -1,0 +1,234 @@
+"""The admin SSH server on port 14983.
+
+Connections are accepted by our own loop so the Admin Site IP filter decides before
+key exchange; accepted sockets are handed to asyncssh. Only admin users of the Admin
+Site get in, by password (scrypt, in a bounded pool) or public key, with at most
+``MAX_AUTH_ATTEMPTS`` failures per connection. There is no shell, exec, pty, agent or
+forwarding: only the `mft-admin` and `sftp` subsystems.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import Any
+
+import asyncssh
+
+from .. import __version__
+from ..model.config import ADMIN_SITE
+from ..model.ipfilter import IpFilterError
+from ..model.passwords import dummy_hash, parse_hash
+from ..protocol.rpc import SUBSYSTEM
+from .admin_session import AdminSession
+from .auth import PasswordVerifier
+from .gate import refuse
+from .methods import CallContext
+from .sftp_view import ConfigView
+from .state import NodeState
+
+log = logging.getLogger("mft.node")
+
+LOGIN_TIMEOUT_S = 30
+MAX_AUTH_ATTEMPTS = 6
+KEEPALIVE_INTERVAL_S = 30
+KEEPALIVE_COUNT_MAX = 3
+SERVER_VERSION = f"mft_{__version__}"
+
+
+def _strong_kex_algs() -> list[str]:
+    # asyncssh still offers SHA-1 key exchanges by default; an admin port has no need.
+    from asyncssh.kex import get_default_kex_algs
+    return [alg.decode("ascii") for alg in get_default_kex_algs() if b"sha1" not in alg]
+
+
+class AdminSSHServer(asyncssh.SSHServer):
+    def __init__(self, node: "AdminServer"):
+        self.node = node
+        self.conn: asyncssh.SSHServerConnection | None = None
+        self.peer = "?"
+        self.username = ""
+        self.failures = 0
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self.conn = conn
+        self.peer = (conn.get_extra_info("peername") or ("?",))[0]
+
+    def begin_auth(self, username: str) -> bool:
+        self.username = username
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return True
+
+    async def validate_password(self, username: str, password: str) -> bool:
+        user = self.node.state.cluster.user(username)
+        known = user is not None and user.site == ADMIN_SITE and bool(user.password_hash)
+        # Unknown names are checked against a dummy hash so timing does not reveal them.
+        stored = user.password_hash if known and user else self.node.dummy_hash
+        ok = await self.node.verifier.verify(password, stored) and known
+        if not ok:
+            self._failed(username, "password")
+        return ok
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        user = self.node.state.cluster.user(username)
+        if user is not None and user.site == ADMIN_SITE:
+            for line in user.authorized_keys:
+                try:
+                    if asyncssh.import_public_key(line) == key:
+                        return True
+                except (asyncssh.KeyImportError, ValueError):
+                    continue
+        self._failed(username, "public key")
+        return False
+
+    def auth_completed(self) -> None:
+        log.info("%s: admin %s logged in from %s", self.node.name, self.username, self.peer)
+
+    def _failed(self, username: str, method: str) -> None:
+        self.failures += 1
+        log.info("%s: failed %s login for %r from %s (%d/%d)", self.node.name, method,
+                 username, self.peer, self.failures, MAX_AUTH_ATTEMPTS)
+        if self.failures >= MAX_AUTH_ATTEMPTS and self.conn is not None:
+            conn = self.conn
+            # Outside the auth callback, so asyncssh finishes its bookkeeping first.
+            asyncio.get_running_loop().call_soon(
+                conn.disconnect, asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE,
+                f"too many authentication failures ({MAX_AUTH_ATTEMPTS})")
+
+
+class AdminServer:
+    """Listens on the admin address and runs every accepted connection to its end."""
+
+    def __init__(self, state: NodeState, host: str, port: int):
+        self.state = state
+        self.host = host
+        self.port = port
+        self.name = state.node.name
+        self.verifier = PasswordVerifier()
+        self.dummy_hash = dummy_hash(self._cost_of_admin_hashes())
+        self._listener: socket.socket | None = None
+        self._accept_task: asyncio.Task[None] | None = None
+        self._conn_tasks: set[asyncio.Task[None]] = set()
+        self._connections: set[asyncssh.SSHServerConnection] = set()
+        self._options: asyncssh.SSHServerConnectionOptions | None = None
+
+    def _cost_of_admin_hashes(self) -> int:
+        """The dummy hash must cost what a real one does, or timing tells names apart."""
+        for user in self.state.cluster.users:
+            if user.site == ADMIN_SITE and user.password_hash:
+                return parse_hash(user.password_hash)[0]
+        return 17
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self._listener is not None
+        return self._listener.getsockname()[:2]
+
+    async def start(self) -> None:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        self._listener = socket.create_server(
+            (self.host, self.port), family=family, backlog=512,
+            dualstack_ipv6=family == socket.AF_INET6 and self.host in ("::", ""),
+        )
+        self._listener.setblocking(False)
+        self._options = await asyncssh.SSHServerConnectionOptions.construct(
+            server_factory=lambda: AdminSSHServer(self),
+            server_host_keys=[self.state.admin_host_key],
+            server_version=SERVER_VERSION,
+            kex_algs=_strong_kex_algs(),
+            login_timeout=LOGIN_TIMEOUT_S,
+            connect_timeout=LOGIN_TIMEOUT_S + 5,
+            keepalive_interval=KEEPALIVE_INTERVAL_S,
+            keepalive_count_max=KEEPALIVE_COUNT_MAX,
+            agent_forwarding=False,
+            allow_pty=False,
+            x11_forwarding=False,
+            allow_scp=False,
+            encoding=None,
+            process_factory=self._process,
+            sftp_factory=lambda chan: ConfigView(chan, str(self.state.home.path).encode()),
+        )
+        self._accept_task = asyncio.create_task(self._accept_loop())
+        host, port = self.address
+        log.info("%s: admin service listening on %s:%d", self.name, host, port)
+
+    async def _accept_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._listener is not None
+        while True:
+            try:
+                sock, addr = await loop.sock_accept(self._listener)
+            except OSError as exc:  # e.g. EMFILE: back off instead of spinning
+                log.warning("%s: accept failed: %s", self.name, exc)
+                await asyncio.sleep(0.1)
+                continue
+            self._spawn(self._serve(sock, addr[0]))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._conn_tasks.add(task)
+        task.add_done_callback(self._conn_tasks.discard)
+
+    def admit(self, address: str) -> tuple[bool, str]:
+        """The Admin Site IP filter's verdict on a peer, and a reason fit to send it."""
+        try:
+            decision = self.state.cluster.site(ADMIN_SITE).ipfilter.decide(address)
+        except IpFilterError:
+            return False, f"address {address} cannot be judged by the Admin Site IP filter"
+        if decision.allowed:
+            return True, ""
+        return False, (f"address {address} is not allowed by the Admin Site IP filter of "
+                       f"{self.name} ({decision.describe()})")
+
+    async def _serve(self, sock: socket.socket, address: str) -> None:
+        allowed, reason = self.admit(address)
+        if not allowed:
+            log.info("%s: refused %s: %s", self.name, address, reason)
+            await refuse(sock, b"SSH-2.0-" + SERVER_VERSION.encode(), reason)
+            return
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            conn = await asyncssh.run_server(sock, options=self._options)
+        except (asyncssh.Error, OSError, asyncio.TimeoutError) as exc:
+            log.debug("%s: handshake with %s ended: %s", self.name, address, exc)
+            sock.close()
+            return
+        self._connections.add(conn)
+        try:
+            await conn.wait_closed()
+        finally:
+            self._connections.discard(conn)
+
+    async def _process(self, process: asyncssh.SSHServerProcess) -> None:
+        server: AdminSSHServer = process.channel.get_connection().get_owner()
+        if process.subsystem != SUBSYSTEM:
+            what = f"subsystem {process.subsystem!r}" if process.subsystem else (
+                f"command {process.command!r}" if process.command else "a shell")
+            process.stderr.write(f"mft: {what} is not offered here; use the subsystems "
+                                 f"'{SUBSYSTEM}' or 'sftp'\n".encode())
+            process.exit(1)
+            return
+        ctx = CallContext(self.state, server.peer, server.username)
+        try:
+            await AdminSession(process, ctx).run()
+        finally:
+            process.exit(0)
+
+    async def stop(self) -> None:
+        if self._accept_task:
+            self._accept_task.cancel()
+        if self._listener:
+            self._listener.close()
+        for conn in list(self._connections):
+            conn.disconnect(asyncssh.DISC_BY_APPLICATION, "node shutting down")
+        for task in list(self._conn_tasks):
+            task.cancel()
+        await asyncio.gather(*self._conn_tasks, return_exceptions=True)
+        self.verifier.close()
+        log.info("%s: admin service stopped", self.name)

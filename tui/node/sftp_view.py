@@ -1,0 +1,97 @@
+"""The admin port's `sftp` subsystem: a read-only view of node.toml, cluster.toml and backups/.
+
+Admins can fetch the configuration and its generations with any SFTP client. Keys
+are not part of the view, and nothing can be written, renamed or removed.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import AsyncIterator
+
+import asyncssh
+from asyncssh import SFTPAttrs, SFTPName
+
+from ..model.codec import CLUSTER_FILE, NODE_FILE
+from .home import BACKUPS_DIR
+
+_VISIBLE_TOP = {NODE_FILE.encode(), CLUSTER_FILE.encode(), BACKUPS_DIR.encode()}
+_WRITE_FLAGS = (asyncssh.FXF_WRITE | asyncssh.FXF_CREAT | asyncssh.FXF_TRUNC
+                | asyncssh.FXF_APPEND)
+
+
+def _visible(relative: bytes) -> bool:
+    """Is this chroot-relative, normalised path part of the view?"""
+    parts = [p for p in relative.split(b"/") if p]
+    if not parts:
+        return True
+    if parts[0] not in _VISIBLE_TOP:
+        return False
+    if parts[0] == BACKUPS_DIR.encode():
+        return len(parts) == 1 or (len(parts) == 2 and parts[1].endswith(b".toml"))
+    return len(parts) == 1
+
+
+def _read_only() -> asyncssh.SFTPError:
+    return asyncssh.SFTPPermissionDenied("the configuration view is read-only")
+
+
+class ConfigView(asyncssh.SFTPServer):
+    def __init__(self, chan: asyncssh.SSHServerChannel, home: bytes):
+        super().__init__(chan, chroot=home)
+
+    def map_path(self, path: bytes) -> bytes:
+        relative = posixpath.normpath(posixpath.join(b"/", path)).lstrip(b"/")
+        if not _visible(relative):
+            raise asyncssh.SFTPNoSuchFile("not part of the configuration view")
+        return super().map_path(path)
+
+    async def scandir(self, path: bytes) -> AsyncIterator[SFTPName]:
+        relative = posixpath.normpath(posixpath.join(b"/", path)).lstrip(b"/")
+        async for entry in super().scandir(path):
+            name = entry.filename
+            name = name if isinstance(name, bytes) else name.encode()
+            if name in (b".", b"..") or _visible(posixpath.join(relative, name)):
+                yield entry
+
+    def open(self, path: bytes, pflags: int, attrs: SFTPAttrs) -> object:
+        if pflags & _WRITE_FLAGS:
+            raise _read_only()
+        return super().open(path, pflags, attrs)
+
+    def open56(self, path: bytes, desired_access: int, flags: int, attrs: SFTPAttrs) -> object:
+        raise asyncssh.SFTPOpUnsupported("use SFTP version 3")
+
+    # Every operation that could change the filesystem is refused outright.
+    def setstat(self, path: bytes, attrs: SFTPAttrs) -> None:
+        raise _read_only()
+
+    def lsetstat(self, path: bytes, attrs: SFTPAttrs) -> None:
+        raise _read_only()
+
+    def fsetstat(self, file_obj: object, attrs: SFTPAttrs) -> None:
+        raise _read_only()
+
+    def write(self, file_obj: object, offset: int, data: bytes) -> int:
+        raise _read_only()
+
+    def remove(self, path: bytes) -> None:
+        raise _read_only()
+
+    def mkdir(self, path: bytes, attrs: SFTPAttrs) -> None:
+        raise _read_only()
+
+    def rmdir(self, path: bytes) -> None:
+        raise _read_only()
+
+    def rename(self, oldpath: bytes, newpath: bytes) -> None:
+        raise _read_only()
+
+    def posix_rename(self, oldpath: bytes, newpath: bytes) -> None:
+        raise _read_only()
+
+    def symlink(self, oldpath: bytes, newpath: bytes) -> None:
+        raise _read_only()
+
+    def link(self, oldpath: bytes, newpath: bytes) -> None:
+        raise _read_only()

@@ -1,0 +1,85 @@
+"""The node's live state: its configuration in memory and the one way to change it.
+
+Every change goes through ``NodeState.change``: under one lock, the new document is
+validated, written atomically (the old one kept as a generation) and only then made
+current, so memory and disk never disagree and no half-applied edit is ever served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from .. import __version__
+from ..model.codec import cluster_from_dict, cluster_to_dict, config_hash, dumps_cluster
+from ..model.config import ClusterConfig, NodeConfig
+from ..model.validate import ConfigError
+from ..protocol.rpc import CONFLICT, INVALID_PARAMS, PROTOCOL_VERSION, RpcError
+from .home import Home, LoadedHome
+
+
+class NodeState:
+    def __init__(self, loaded: LoadedHome):
+        self.home: Home = loaded.home
+        self.node: NodeConfig = loaded.node
+        self.admin_host_key = loaded.admin_host_key
+        self._cluster = loaded.cluster
+        self._hash = config_hash(loaded.cluster)
+        self._lock = asyncio.Lock()
+        self._store = self.home.cluster_store()
+        self.started = time.monotonic()
+
+    @property
+    def cluster(self) -> ClusterConfig:
+        return self._cluster
+
+    @property
+    def config_hash(self) -> str:
+        return self._hash
+
+    @property
+    def role(self) -> str:
+        return self.node.role
+
+    async def change(self, edit: Callable[[ClusterConfig], ClusterConfig],
+                     base_version: int | None = None) -> ClusterConfig:
+        """Apply ``edit`` to the current document and persist it as the next version.
+
+        ``base_version`` is the version the caller's edit was based on; if someone else
+        changed the document since, the edit is refused rather than silently overwriting.
+        """
+        async with self._lock:
+            current = self._cluster
+            if base_version is not None and base_version != current.version:
+                raise RpcError(CONFLICT, f"the configuration changed since you read it "
+                                         f"(you had version {base_version}, it is now "
+                                         f"{current.version}); reload and apply again",
+                               {"current_version": current.version})
+            new = edit(current).bumped()
+            # Round-trip through the validator: an edit can never store what a load would refuse.
+            try:
+                cluster_from_dict(cluster_to_dict(new))
+            except ConfigError as exc:
+                raise RpcError(INVALID_PARAMS, exc.problem, {"field": exc.key}) from None
+            data = dumps_cluster(new)
+            await asyncio.to_thread(self._store.replace, data)
+            self._cluster = new
+            self._hash = config_hash(new)
+            return new
+
+    def info(self) -> dict:
+        cfg = self._cluster
+        return {
+            "protocol": PROTOCOL_VERSION,
+            "software": __version__,
+            "node_id": self.node.node_id,
+            "name": self.node.name,
+            "role": self.node.role,
+            "cluster_id": cfg.cluster_id,
+            "epoch": cfg.epoch,
+            "version": cfg.version,
+            "config_hash": self._hash,
+            "admin_host_key_fingerprint": self.admin_host_key.get_fingerprint("sha256"),
+            "uptime_s": round(time.monotonic() - self.started, 1),
+        }

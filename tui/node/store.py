@@ -1,0 +1,229 @@
+"""Crash-safe storage for the node's TOML files (cluster.toml, node.toml).
+
+Every write goes to a temporary file in the target's own directory, is
+fsynced, renamed over the target and then the directory itself is fsynced.
+A rename within one filesystem is atomic, so after a crash at any point the
+target holds either the complete old bytes or the complete new bytes; the
+directory fsync makes the rename itself durable.  A crash can leave a temp
+file behind, which ``remove_stale_temp_files`` clears at start-up.
+
+Before ``cluster.toml`` is replaced, its current content is kept as a
+generation under ``backups/`` so an operator can roll back.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+
+__all__ = [
+    "StoreError",
+    "atomic_write",
+    "remove_stale_temp_files",
+    "read_bytes",
+    "Generations",
+    "TomlFile",
+]
+
+# The names atomic_write gives its temp files: f".{name}.tmp-<random>".
+_TEMP_NAME = re.compile(r"\..+\.tmp-.+")
+
+
+class StoreError(Exception):
+    """A stored file is missing, unreadable or invalid; the message names it."""
+
+    def __init__(self, message: str, path: Path | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data`` so that readers and crashes see old or new, never a mix."""
+    path = Path(path)
+    # Same directory as the target: os.replace is only atomic within one filesystem.
+    tmp = path.with_name(f".{path.name}.tmp-{os.urandom(8).hex()}")
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, mode)
+    try:
+        try:
+            # open() applies the umask to `mode`; callers ask for an exact mode.
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            # Data must be on disk before the rename publishes it, or a crash
+            # could leave a renamed but empty file.
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def remove_stale_temp_files(directory: Path) -> list[Path]:
+    """Delete temp files a crashed ``atomic_write`` left in ``directory``; return what was removed."""
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        if entry.is_file(follow_symlinks=False) and _TEMP_NAME.fullmatch(entry.name):
+            try:
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                continue
+            removed.append(Path(entry.path))
+    return removed
+
+
+def _read(path: Path, missing_hint: str = "") -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise StoreError(f"{path} does not exist{missing_hint}.", path) from None
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise StoreError(f"{path} cannot be read: {reason}.", path) from err
+
+
+def read_bytes(path: Path) -> bytes:
+    """Read a whole file, turning OS errors into a StoreError naming it."""
+    return _read(Path(path))
+
+
+class Generations:
+    """Backups of one file under a folder: backups/<stem>.<epoch>.<version>.toml, newest `keep` kept.
+
+    ``directory`` is the folder holding the live file (the node home); the
+    generations live in its ``backups`` subfolder.
+    """
+
+    def __init__(self, directory: Path, stem: str = "cluster", keep: int = 20) -> None:
+        if keep < 1:
+            raise ValueError("keep must be at least 1")
+        self.directory = Path(directory)
+        self.path = self.directory / "backups"
+        self.stem = stem
+        self.keep = keep
+        self._pattern = re.compile(rf"{re.escape(stem)}\.(\d+)\.(\d+)\.toml")
+
+    def save(self, data: bytes, epoch: int, version: int) -> Path:
+        if epoch < 0 or version < 0:
+            raise ValueError("epoch and version must be non-negative")
+        # Backups carry the same cluster config as the live file: owner only.
+        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        target = self.path / f"{self.stem}.{epoch}.{version}.toml"
+        atomic_write(target, data)
+        self.prune()
+        return target
+
+    def list(self) -> list[tuple[int, int, Path]]:
+        """All generations, newest first, ordered numerically by (epoch, version)."""
+        found: list[tuple[int, int, Path]] = []
+        try:
+            names = os.listdir(self.path)
+        except FileNotFoundError:
+            return found
+        for name in names:
+            match = self._pattern.fullmatch(name)
+            if match:
+                found.append((int(match[1]), int(match[2]), self.path / name))
+        # Numeric sort: lexical order would put version 10 before 9, and
+        # mtimes are unreliable after copies or restores.
+        found.sort(key=lambda item: (item[0], item[1]), reverse=True)
+        return found
+
+    def latest(self) -> tuple[int, int, Path] | None:
+        generations = self.list()
+        return generations[0] if generations else None
+
+    def prune(self) -> list[Path]:
+        removed: list[Path] = []
+        for _epoch, _version, path in self.list()[self.keep:]:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            removed.append(path)
+        return removed
+
+
+class TomlFile:
+    """One TOML file with atomic replacement and generation backups."""
+
+    def __init__(self, path: Path, backups: Generations | None = None) -> None:
+        self.path = Path(path)
+        self.backups = backups
+
+    def load(self) -> dict:
+        raw = _read(self.path, " (run `mft init` to create it)")
+        return self._parse(raw)
+
+    def _parse(self, raw: bytes) -> dict:
+        # An empty file is what a non-atomic writer leaves after a crash; we
+        # never write one, so treat it as damage rather than an empty config.
+        if not raw.strip():
+            raise StoreError(f"{self.path} is empty.", self.path)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise StoreError(f"{self.path}: not valid UTF-8: {err}.", self.path) from err
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            raise StoreError(f"{self.path}: not valid TOML: {err}", self.path) from err
+
+    def replace(self, data: bytes, epoch: int | None = None, version: int | None = None) -> None:
+        """Atomically replace the file with ``data``, first backing up the current content.
+
+        ``epoch``/``version``, when given, must match the top-level keys of
+        ``data``; this catches a caller writing a document other than the one
+        it meant to.
+        """
+        if epoch is not None or version is not None:
+            new = tomllib.loads(data.decode("utf-8"))
+            for key, expected in (("epoch", epoch), ("version", version)):
+                if expected is not None and new.get(key) != expected:
+                    raise ValueError(
+                        f"new {self.path.name} has {key}={new.get(key)!r}, expected {expected}"
+                    )
+        if self.backups is not None:
+            self._backup_current()
+        atomic_write(self.path, data)
+
+    def _backup_current(self) -> None:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return
+        try:
+            current = self._parse(raw)
+        except StoreError:
+            # Keeping a damaged file as a "good" generation would make it a
+            # rollback target; the new write repairs the live file instead.
+            return
+        cur_epoch, cur_version = current.get("epoch"), current.get("version")
+        if _is_count(cur_epoch) and _is_count(cur_version):
+            self.backups.save(raw, cur_epoch, cur_version)
+
+
+def _is_count(value: object) -> bool:
+    # bool is an int subclass; `epoch = true` is not a generation number.
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
