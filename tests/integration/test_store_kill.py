@@ -46,7 +46,7 @@ WRITER = (
     + inspect.getsource(content)
     + """
 home = Path(sys.argv[1])
-store = TomlFile(home / "cluster.toml", Generations(home, keep=%d))
+store = TomlFile(home / "cluster.toml", Generations(home / "backups", keep=%d))
 try:
     version = store.load()["version"] + 1
 except StoreError:

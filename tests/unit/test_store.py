@@ -124,7 +124,7 @@ def test_read_bytes_unreadable(tmp_path):
 
 
 def test_generations_keep_20_newest_by_epoch_then_version(tmp_path):
-    gens = Generations(tmp_path)
+    gens = Generations(tmp_path / "backups")
     # Epoch 2 restarts its versions below epoch 1's: the epoch must dominate,
     # and versions 9/10 and 25/16 only sort right numerically.
     saved = [(1, v) for v in range(1, 26)] + [(2, v) for v in range(1, 11)]
@@ -134,22 +134,22 @@ def test_generations_keep_20_newest_by_epoch_then_version(tmp_path):
     expected = [(2, v) for v in range(10, 0, -1)] + [(1, v) for v in range(25, 15, -1)]
     listed = gens.list()
     assert [(e, v) for e, v, _ in listed] == expected
-    assert len(list(gens.path.iterdir())) == 20
+    assert len(list(gens.directory.iterdir())) == 20
     assert gens.latest()[:2] == (2, 10)
     assert listed[0][2] == tmp_path / "backups" / "cluster.2.10.toml"
     assert listed[0][2].read_bytes() == doc(2, 10)
 
 
 def test_generations_numeric_order_not_lexical(tmp_path):
-    gens = Generations(tmp_path, keep=2)
+    gens = Generations(tmp_path / "backups", keep=2)
     for version in (9, 10, 8):
         gens.save(doc(1, version), 1, version)
     assert [v for _, v, _ in gens.list()] == [10, 9]
-    assert not (gens.path / "cluster.1.8.toml").exists()
+    assert not (gens.directory / "cluster.1.8.toml").exists()
 
 
 def test_generations_epoch_dominates_version(tmp_path):
-    gens = Generations(tmp_path, keep=1)
+    gens = Generations(tmp_path / "backups", keep=1)
     gens.save(doc(1, 500), 1, 500)
     gens.save(doc(2, 1), 2, 1)
     assert [(e, v) for e, v, _ in gens.list()] == [(2, 1)]
@@ -159,26 +159,28 @@ def test_generations_epoch_dominates_version(tmp_path):
 
 
 def test_generations_ignore_foreign_files_and_other_stems(tmp_path):
-    gens = Generations(tmp_path, stem="cluster", keep=1)
+    gens = Generations(tmp_path / "backups", stem="cluster", keep=1)
     gens.save(b"a = 1\n", 1, 1)
     for name in ("node.1.5.toml", "cluster.x.1.toml", "cluster.1.2.toml.bak", "README"):
-        (gens.path / name).write_bytes(b"")
+        (gens.directory / name).write_bytes(b"")
+    (gens.directory / ".cluster.1.3.toml.tmp-ab").write_bytes(b"")
+    (gens.directory / "replaced-1").mkdir()  # where `mft init --force` sets old files aside
     gens.save(b"a = 2\n", 1, 2)
     assert [(e, v) for e, v, _ in gens.list()] == [(1, 2)]
-    assert (gens.path / "node.1.5.toml").exists()
+    assert (gens.directory / "node.1.5.toml").exists()
 
 
 def test_generations_dir_created_0700_and_files_0600(tmp_path):
-    gens = Generations(tmp_path)
+    gens = Generations(tmp_path / "backups")
     assert gens.list() == [] and gens.latest() is None
     path = gens.save(b"a = 1\n", 3, 4)
     assert path == tmp_path / "backups" / "cluster.3.4.toml"
-    assert stat.S_IMODE(gens.path.stat().st_mode) == 0o700
+    assert stat.S_IMODE(gens.directory.stat().st_mode) == 0o700
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 def test_generations_prune_returns_removed(tmp_path):
-    gens = Generations(tmp_path, keep=20)
+    gens = Generations(tmp_path / "backups", keep=20)
     for version in range(1, 6):
         gens.save(b"", 1, version)
     gens.keep = 3
@@ -190,7 +192,7 @@ def test_generations_prune_returns_removed(tmp_path):
 
 
 def test_replace_backs_up_previous_content(tmp_path):
-    gens = Generations(tmp_path)
+    gens = Generations(tmp_path / "backups")
     f = TomlFile(tmp_path / "cluster.toml", gens)
     f.replace(doc(3, 9, 'name = "first"\n'))
     assert gens.list() == []  # nothing to back up yet
@@ -199,13 +201,13 @@ def test_replace_backs_up_previous_content(tmp_path):
     assert f.load() == {"epoch": 3, "version": 10, "name": "second"}
     [(epoch, version, path)] = gens.list()
     assert (epoch, version) == (3, 9)
-    assert path.name == "cluster.3.9.toml"
+    assert path == tmp_path / "backups" / "cluster.3.9.toml"
     assert path.read_bytes() == doc(3, 9, 'name = "first"\n')
     assert temp_files(tmp_path) == []
 
 
 def test_replace_skips_backup_without_epoch_version(tmp_path):
-    gens = Generations(tmp_path)
+    gens = Generations(tmp_path / "backups")
     f = TomlFile(tmp_path / "cluster.toml", gens)
     f.replace(b'name = "x"\n')
     f.replace(doc(1, 1))
@@ -213,7 +215,7 @@ def test_replace_skips_backup_without_epoch_version(tmp_path):
 
 
 def test_replace_skips_backup_of_invalid_current_file(tmp_path):
-    gens = Generations(tmp_path)
+    gens = Generations(tmp_path / "backups")
     path = tmp_path / "cluster.toml"
     path.write_bytes(b"epoch = 1\nversion = 2\n[broken\n")
     TomlFile(path, gens).replace(doc(1, 3))

@@ -130,7 +130,9 @@ def load_home(path: Path) -> LoadedHome:
     if not home.node_file.exists():
         raise HomeError(f"{path} is not a node home (no {NODE_FILE}); create one with "
                         f"`mft init --home {path}`")
+    # Leftovers of a write that a crash interrupted; the real files are intact.
     remove_stale_temp_files(path)
+    remove_stale_temp_files(home.backups)
     try:
         node = node_from_dict(home.node_store().load(), str(home.node_file))
         cluster = cluster_from_dict(home.cluster_store().load(), str(home.cluster_file))

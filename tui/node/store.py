@@ -111,15 +111,14 @@ def read_bytes(path: Path) -> bytes:
 class Generations:
     """Backups of one file under a folder: backups/<stem>.<epoch>.<version>.toml, newest `keep` kept.
 
-    ``directory`` is the folder holding the live file (the node home); the
-    generations live in its ``backups`` subfolder.
+    ``directory`` is the backups folder itself (normally ``<home>/backups``);
+    it is created on the first save.  Other entries in it are left alone.
     """
 
     def __init__(self, directory: Path, stem: str = "cluster", keep: int = 20) -> None:
         if keep < 1:
             raise ValueError("keep must be at least 1")
         self.directory = Path(directory)
-        self.path = self.directory / "backups"
         self.stem = stem
         self.keep = keep
         self._pattern = re.compile(rf"{re.escape(stem)}\.(\d+)\.(\d+)\.toml")
@@ -128,8 +127,8 @@ class Generations:
         if epoch < 0 or version < 0:
             raise ValueError("epoch and version must be non-negative")
         # Backups carry the same cluster config as the live file: owner only.
-        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        target = self.path / f"{self.stem}.{epoch}.{version}.toml"
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        target = self.directory / f"{self.stem}.{epoch}.{version}.toml"
         atomic_write(target, data)
         self.prune()
         return target
@@ -138,13 +137,13 @@ class Generations:
         """All generations, newest first, ordered numerically by (epoch, version)."""
         found: list[tuple[int, int, Path]] = []
         try:
-            names = os.listdir(self.path)
+            names = os.listdir(self.directory)
         except FileNotFoundError:
             return found
         for name in names:
             match = self._pattern.fullmatch(name)
             if match:
-                found.append((int(match[1]), int(match[2]), self.path / name))
+                found.append((int(match[1]), int(match[2]), self.directory / name))
         # Numeric sort: lexical order would put version 10 before 9, and
         # mtimes are unreliable after copies or restores.
         found.sort(key=lambda item: (item[0], item[1]), reverse=True)

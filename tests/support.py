@@ -1,0 +1,128 @@
+"""Helpers that run real nodes on loopback: in this process, or as `mft serve` processes."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tui.node.home import init_home
+from tui.node.server import AdminServer
+from tui.node.state import NodeState
+from tui.services.admin_client import AdminClient, Credentials
+from tui.services.hostkeys import HostKeyStore, TrustPolicy
+from tui.services.target import Target
+
+# Cheap hashes keep logins fast in tests; production homes use the default (2**17).
+TEST_SCRYPT_LOG_N = 12
+ADMIN_PASSWORD = "correct horse battery"
+CONSOLE_ADDRESS = "127.0.0.5"
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Node:
+    home: Path
+    host: str
+    port: int
+    password: str = ADMIN_PASSWORD
+    server: AdminServer | None = None
+    process: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def target(self) -> Target:
+        return Target(self.host, self.port, "admin")
+
+    @property
+    def connect(self) -> str:
+        return f"admin@{self.host}:{self.port}"
+
+    @property
+    def state(self) -> NodeState:
+        assert self.server is not None, "only in-process nodes expose their state"
+        return self.server.state
+
+
+def make_home(path: Path, name: str = "n1") -> Path:
+    init_home(path, name=name, admin_password=ADMIN_PASSWORD, scrypt_log_n=TEST_SCRYPT_LOG_N)
+    return path
+
+
+def require_tool(name: str) -> str:
+    """Tests with real clients never skip: a missing tool is a failure (CI installs them)."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is required by this test and is not installed "
+                    "(.ci/run installs it with apt-get)")
+    return path
+
+
+async def connect(node: Node, tmp_path: Path, password: str | None = None,
+                  **kwargs: object) -> AdminClient:
+    kwargs.setdefault("policy", TrustPolicy.ACCEPT_NEW)
+    kwargs.setdefault("hostkeys", HostKeyStore(tmp_path / "known_hosts"))
+    return await AdminClient.connect(
+        node.target, Credentials(password=password or node.password), **kwargs)  # type: ignore[arg-type]
+
+
+def mft_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MFT_")}
+    env.update({
+        "PYTHONPATH": str(REPO),
+        "MFT_KNOWN_HOSTS": str(tmp_path / "cli_known_hosts"),
+        "XDG_DATA_HOME": str(tmp_path / "xdg-data"),
+        "XDG_CONFIG_HOME": str(tmp_path / "xdg-config"),
+    })
+    env.update(extra)
+    return env
+
+
+def run_mft(tmp_path: Path, *args: str, input: str | None = None, timeout: float = 60,
+            **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tui", *args], capture_output=True, text=True,
+                          input=input, timeout=timeout, env=mft_env(tmp_path, **env),
+                          stdin=None if input is not None else subprocess.DEVNULL)
+
+
+def start_node_process(tmp_path: Path, name: str = "p1", host: str = "127.0.0.3",
+                       home: Path | None = None) -> Node:
+    """`mft serve` as a real process; the port is read from its 'listening on' log line."""
+    home = home or make_home(tmp_path / name, name)
+    log = home / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tui", "serve", "--home", str(home), "--admin-listen",
+             f"{host}:0"], stdout=out, stderr=subprocess.STDOUT, env=mft_env(tmp_path))
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        match = re.search(rf"listening on {re.escape(host)}:(\d+)", log.read_text())
+        if match:
+            return Node(home, host, int(match.group(1)), process=process, log=log)
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    process.kill()
+    raise AssertionError(f"node did not start:\n{log.read_text()}")
+
+
+def stop_node_process(node: Node) -> int:
+    assert node.process is not None
+    if node.process.poll() is None:
+        node.process.send_signal(signal.SIGTERM)
+    try:
+        return node.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        node.process.kill()
+        node.process.wait()
+        raise AssertionError("node did not stop within 10 s of SIGTERM") from None
