@@ -22,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction, home_option) -> None:  # type: i
 def run(args: argparse.Namespace) -> int:
     if args.admin_listen:
         try:
-            parse_listen(args.admin_listen)
+            parse_listen(args.admin_listen, any_port=True)
         except ValueError as exc:
             raise CommandError(f"--admin-listen: {exc}") from None
     setup_logging()

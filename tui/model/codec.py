@@ -214,7 +214,7 @@ def node_from_dict(data: Any, file: str = NODE_FILE) -> NodeConfig:
     )
     t.done()
     try:
-        parse_listen(cfg.admin_listen)
+        parse_listen(cfg.admin_listen, any_port=True)
     except ValueError as exc:
         raise t.error("admin_listen", str(exc)) from None
     if not cfg.admin_host_key:
@@ -230,8 +230,12 @@ def loads_node(data: bytes | str, file: str = NODE_FILE) -> NodeConfig:
     return node_from_dict(_parse_toml(data, file), file)
 
 
-def parse_listen(text: str, default_port: int | None = None) -> tuple[str, int]:
-    """'HOST:PORT', '[v6]:PORT' or, with a default port, a bare host."""
+def parse_listen(text: str, default_port: int | None = None,
+                 any_port: bool = False) -> tuple[str, int]:
+    """'HOST:PORT', '[v6]:PORT' or, with a default port, a bare host.
+
+    ``any_port`` admits port 0 (a listener on any free port, which the node logs).
+    """
     text = text.strip()
     if text.startswith("["):
         host, sep, rest = text[1:].partition("]")
@@ -250,8 +254,9 @@ def parse_listen(text: str, default_port: int | None = None) -> tuple[str, int]:
         if default_port is None:
             raise ValueError(f"{text!r} has no port; use HOST:PORT")
         return host, default_port
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise ValueError(f"port {port_text!r} must be a number from 1 to 65535")
+    lowest = 0 if any_port else 1
+    if not port_text.isdigit() or not lowest <= int(port_text) <= 65535:
+        raise ValueError(f"port {port_text!r} must be a number from {lowest} to 65535")
     return host, int(port_text)
 
 

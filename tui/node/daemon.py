@@ -30,7 +30,7 @@ def setup_logging(level: int = logging.INFO) -> None:
 async def serve(home: Path, admin_listen: str | None = None) -> None:
     loaded = load_home(home)
     state = NodeState(loaded)
-    host, port = parse_listen(admin_listen or loaded.node.admin_listen)
+    host, port = parse_listen(admin_listen or loaded.node.admin_listen, any_port=True)
     admin = AdminServer(state, host, port)
     await admin.start()
     stop = asyncio.Event()

@@ -63,6 +63,8 @@ class AdminSSHServer(asyncssh.SSHServer):
         return True
 
     async def validate_password(self, username: str, password: str) -> bool:
+        if self.failures >= MAX_AUTH_ATTEMPTS:
+            return False
         user = self.node.state.cluster.user(username)
         known = user is not None and user.site == ADMIN_SITE and bool(user.password_hash)
         # Unknown names are checked against a dummy hash so timing does not reveal them.
@@ -95,11 +97,9 @@ class AdminSSHServer(asyncssh.SSHServer):
         log.info("%s: failed %s login for %r from %s (%d/%d)", self.node.name, method,
                  username, self.peer, self.failures, MAX_AUTH_ATTEMPTS)
         if self.failures >= MAX_AUTH_ATTEMPTS and self.conn is not None:
-            conn = self.conn
-            # Outside the auth callback, so asyncssh finishes its bookkeeping first.
-            asyncio.get_running_loop().call_soon(
-                conn.disconnect, asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE,
-                f"too many authentication failures ({MAX_AUTH_ATTEMPTS})")
+            # At once, before the failure reply: the client gets no chance at a 7th try.
+            self.conn.disconnect(asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE,
+                                 f"too many authentication failures ({MAX_AUTH_ATTEMPTS})")
 
 
 class AdminServer:
