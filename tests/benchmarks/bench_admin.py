@@ -215,6 +215,18 @@ async def timed_block(op: Callable[[], Awaitable[Any]], n: int, samples: Samples
     samples.client_cpu += time.process_time() - proc0
 
 
+async def timed_connect(open_: Callable[[], Awaitable[Any]],
+                        close: Callable[[Any], Awaitable[None]], samples: Samples,
+                        server_pid: int) -> None:
+    cpu0, proc0 = cpu_seconds(server_pid), time.process_time()
+    t0 = time.perf_counter()
+    conn = await open_()
+    samples.times.append(time.perf_counter() - t0)
+    await close(conn)
+    samples.server_cpu += cpu_seconds(server_pid) - cpu0
+    samples.client_cpu += time.process_time() - proc0
+
+
 def alg_summary(conn: asyncssh.SSHClientConnection) -> str:
     enc = getattr(conn, "_enc_alg_cs", b"").decode() or "?"
     mac = getattr(conn, "_mac_alg_cs", b"").decode() or "-"
@@ -250,7 +262,6 @@ def add_authorized_key(home: Path, user: str, public_line: str) -> None:
 
 async def echo_connect(setup: Setup, echo: EchoProcess) -> asyncssh.SSHClientConnection:
     """The bare client: same key, host key pinned the same way as AdminClient does."""
-    from tui.services.hostkeys import TrustPolicy  # noqa: F401  (same store as the node's)
     pinned = setup.hostkeys.lookup(echo.host, echo.port)
     conn = await asyncssh.connect(
         echo.host, echo.port, username="admin", client_keys=[setup.client_key],
@@ -342,12 +353,19 @@ async def bench(args: argparse.Namespace) -> int:
             await econn.wait_closed()
 
             # -- 2. connect + login -------------------------------------------------------
-            async def node_connect() -> None:
-                c = await admin_connect(node)
+            # Each row is timed from the first byte to the first answer on the channel;
+            # closing is not timed (its server CPU is counted: it is part of a connection).
+            async def node_connect() -> Any:
+                return await admin_connect(node)
+
+            async def node_password_connect() -> Any:
+                return await admin_connect(node, ADMIN_PASSWORD)
+
+            async def close_admin(c: AdminClient) -> None:
                 await c.aclose()
 
-            async def node_bare_connect() -> None:
-                # bare asyncssh client against the node: isolates AdminClient's own share
+            async def node_bare_connect() -> Any:
+                # a bare asyncssh client against the node: isolates AdminClient's own share
                 pinned = setup.hostkeys.lookup(node.host, node.port)
                 conn = await asyncssh.connect(
                     node.host, node.port, username="admin", client_keys=[client_key],
@@ -357,34 +375,32 @@ async def bench(args: argparse.Namespace) -> int:
                 w.write(request_line)
                 if not (await r.readline()).startswith(b'{"jsonrpc"'):
                     raise RuntimeError("node did not answer node.info")
-                conn.close()
-                await conn.wait_closed()
+                return conn
 
-            async def echo_connect_once() -> None:
+            async def echo_connect_once() -> Any:
                 conn = await echo_connect(setup, echo)
                 w, r = await echo_open(conn)
                 w.write(payload)
                 if await r.readline() != payload:
                     raise RuntimeError("echo returned something else")
+                return conn
+
+            async def close_conn(conn: asyncssh.SSHClientConnection) -> None:
                 conn.close()
                 await conn.wait_closed()
 
-            async def node_password_connect() -> None:
-                c = await admin_connect(node, ADMIN_PASSWORD)
-                await c.aclose()
-
-            # Close is timed too (same for every row); it is a small share of the total.
-            conn_node, conn_bare, conn_echo, conn_pw = Samples(), Samples(), Samples(), Samples()
-            for _ in range(3):
-                await node_connect()
-                await node_bare_connect()
-                await echo_connect_once()
-                await node_password_connect()
-            for _ in range(args.connects):
-                await timed_block(node_connect, 1, conn_node, node.process.pid)  # type: ignore[union-attr]
-                await timed_block(node_bare_connect, 1, conn_bare, node.process.pid)  # type: ignore[union-attr]
-                await timed_block(echo_connect_once, 1, conn_echo, echo.pid)
-                await timed_block(node_password_connect, 1, conn_pw, node.process.pid)  # type: ignore[union-attr]
+            rows = {
+                "node": (node_connect, close_admin, node.process.pid),  # type: ignore[union-attr]
+                "bare": (node_bare_connect, close_conn, node.process.pid),  # type: ignore[union-attr]
+                "echo": (echo_connect_once, close_conn, echo.pid),
+                "password": (node_password_connect, close_admin, node.process.pid),  # type: ignore[union-attr]
+            }
+            conn_samples = {name: Samples() for name in rows}
+            for i in range(3 + args.connects):  # interleaved; the first 3 rounds warm up
+                for name, (open_, close_, pid) in rows.items():
+                    s = conn_samples[name] if i >= 3 else Samples()
+                    await timed_connect(open_, close_, s, pid)
+            conn_node, conn_bare, conn_echo, conn_pw = conn_samples.values()
             hashes = {}
             for log_n, n in ((TEST_SCRYPT_LOG_N, 20), (17, 3)):
                 times = []
@@ -421,9 +437,6 @@ async def bench(args: argparse.Namespace) -> int:
             async def open_admin() -> AdminClient:
                 return await admin_connect(node)
 
-            async def close_admin(c: AdminClient) -> None:
-                await c.aclose()
-
             mem_node = await memory(node.process.pid, open_admin, close_admin)  # type: ignore[union-attr]
         finally:
             stop_node_process(node)
@@ -436,11 +449,7 @@ async def bench(args: argparse.Namespace) -> int:
                 await r.readline()
                 return conn
 
-            async def close_echo(conn: asyncssh.SSHClientConnection) -> None:
-                conn.close()
-                await conn.wait_closed()
-
-            mem_echo = await memory(echo.pid, open_echo, close_echo)
+            mem_echo = await memory(echo.pid, open_echo, close_conn)
         finally:
             echo.stop()
         results["memory"] = (mem_node, mem_echo)
@@ -479,8 +488,8 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> int:
     print()
 
     conn_node, conn_bare, conn_echo, conn_pw, hashes = results["connect"]
-    print(f"2. Connect + login + channel + one message, then close ({len(conn_node.times)} each, "
-          "interleaved; public key ed25519 unless noted)")
+    print(f"2. Connect + login + channel + one message ({len(conn_node.times)} each, "
+          "interleaved; public key ed25519 unless noted; close not timed)")
     print(f"   {'':44} {'median ms':>10} {'p95 ms':>8} {'server CPU ms':>14}")
     rows = (
         ("AdminClient.connect (node.info)", conn_node),

@@ -253,3 +253,13 @@ def test_help_lists_every_command(tmp_path: Path) -> None:
     for command in ("init", "serve", "status", "ipfilter"):
         assert command in result.stdout
     assert os.linesep in result.stdout
+
+
+def test_init_keep_existing_is_idempotent(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert init(tmp_path, home, "--keep-existing", MFT_ADMIN_PASSWORD="first-password")\
+        .returncode == 0
+    before = (home / "cluster.toml").read_bytes()
+    result = init(tmp_path, home, "--keep-existing", MFT_ADMIN_PASSWORD="other-password")
+    assert result.returncode == 0 and "left as it is" in result.stdout
+    assert (home / "cluster.toml").read_bytes() == before

@@ -23,6 +23,8 @@ def add_parser(sub: argparse._SubParsersAction, home_option) -> None:  # type: i
                    help="its password (else $MFT_ADMIN_PASSWORD, else one is generated)")
     p.add_argument("--force", action="store_true",
                    help="replace an existing node (its files are moved to backups/ first)")
+    p.add_argument("--keep-existing", action="store_true",
+                   help="succeed without changes if DIR already holds a node (for scripts)")
     p.add_argument("--scrypt-log-n", type=int, default=DEFAULT_LOG_N, metavar="N",
                    help=f"password hash cost, log2 of scrypt's N ({MIN_LOG_N}-{MAX_LOG_N}, "
                         f"default {DEFAULT_LOG_N}); lower only on test rigs")
@@ -46,6 +48,9 @@ def _admin_password(args: argparse.Namespace) -> tuple[str, bool]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.keep_existing and not args.force and (args.home / "node.toml").exists():
+        print(f"{args.home} already holds a node; left as it is")
+        return 0
     if not MIN_LOG_N <= args.scrypt_log_n <= MAX_LOG_N:
         raise CommandError(f"--scrypt-log-n must be {MIN_LOG_N} to {MAX_LOG_N}")
     password, generated = _admin_password(args)
