@@ -325,6 +325,12 @@ async def bench(args: argparse.Namespace) -> int:
             client = await admin_connect(node)
             econn = await echo_connect(setup, echo)
             writer, reader = await echo_open(econn)
+            # A bare channel to the node too: splits the node's share from AdminClient's.
+            bconn = await asyncssh.connect(
+                node.host, node.port, username="admin", client_keys=[client_key],
+                agent_path=None, password=None, config=None, preferred_auth=("publickey",),
+                known_hosts=(setup.hostkeys.lookup(node.host, node.port), [], []))
+            bwriter, breader, _ = await bconn.open_session(subsystem=SUBSYSTEM, encoding=None)
             info_line = encode({"jsonrpc": "2.0", "id": 1, "result": client.info})
             request_line = encode(request(1, "node.info"))
             # The echo line is as long as the node's answer; the request is shorter still.
@@ -334,21 +340,30 @@ async def bench(args: argparse.Namespace) -> int:
             async def node_rtt() -> None:
                 await client.call("node.info")
 
+            async def bare_rtt() -> None:
+                bwriter.write(request_line)  # the same id each time: the node does not mind
+                if not (await breader.readline()).startswith(b'{"jsonrpc"'):
+                    raise RuntimeError("node did not answer node.info")
+
             async def echo_rtt() -> None:
                 writer.write(payload)
                 if await reader.readline() != payload:
                     raise RuntimeError("echo returned something else")
 
-            rtt_node, rtt_echo = Samples(), Samples()
+            rtt_node, rtt_bare, rtt_echo = Samples(), Samples(), Samples()
             for _ in range(args.warmup):
                 await node_rtt()
+                await bare_rtt()
                 await echo_rtt()
             block = max(1, args.calls // args.blocks)
             for _ in range(args.blocks):  # alternate so drift hits both alike
                 await timed_block(node_rtt, block, rtt_node, node.process.pid)  # type: ignore[union-attr]
+                await timed_block(bare_rtt, block, rtt_bare, node.process.pid)  # type: ignore[union-attr]
                 await timed_block(echo_rtt, block, rtt_echo, echo.pid)
-            results["rtt"] = (rtt_node, rtt_echo, len(request_line), len(info_line))
+            results["rtt"] = (rtt_node, rtt_bare, rtt_echo, len(request_line), len(info_line))
             await client.aclose()
+            bconn.close()
+            await bconn.wait_closed()
             econn.close()
             await econn.wait_closed()
 
@@ -467,17 +482,19 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> int:
         ok = ok and met
         return "met" if met else "MISSED"
 
-    rtt_node, rtt_echo, req_len, info_len = results["rtt"]
+    rtt_node, rtt_bare, rtt_echo, req_len, info_len = results["rtt"]
     node_algs, echo_algs = results["algs"]
     print(f"Ciphers negotiated: node {node_algs}; echo {echo_algs}")
     print()
     print(f"1. Round trip over an open channel ({len(rtt_node.times)} sequential calls each "
           f"after {args.warmup} warm-up, {args.blocks} alternating blocks)")
     print(f"   node.info request {req_len} B, answer {info_len} B; echo line {info_len} B")
-    print(f"   {'':30} {'median ms':>10} {'p95 ms':>8} {'server CPU us':>14} "
+    print(f"   {'':40} {'median ms':>10} {'p95 ms':>8} {'server CPU us':>14} "
           f"{'client CPU us':>14}")
-    for label, s in (("node.info (AdminClient.call)", rtt_node), ("echo (bare asyncssh)", rtt_echo)):
-        print(f"   {label:30} {s.median_ms:10.3f} {s.p95_ms:8.3f} {s.server_cpu_us():14.0f} "
+    for label, s in (("node.info (AdminClient.call)", rtt_node),
+                     ("node.info (bare asyncssh client)", rtt_bare),
+                     ("echo (bare asyncssh client and server)", rtt_echo)):
+        print(f"   {label:40} {s.median_ms:10.3f} {s.p95_ms:8.3f} {s.server_cpu_us():14.0f} "
               f"{s.client_cpu_us():14.0f}")
     ratio = rtt_node.median_ms / rtt_echo.median_ms
     print(f"   ratio node/echo: median {ratio:.2f}x, p95 "
@@ -485,6 +502,9 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> int:
           f"{rtt_node.server_cpu_us() / max(rtt_echo.server_cpu_us(), 1e-9):.2f}x, client CPU "
           f"{rtt_node.client_cpu_us() / max(rtt_echo.client_cpu_us(), 1e-9):.2f}x"
           f"   target <= {TARGET_RTT_RATIO}x: {verdict(ratio <= TARGET_RTT_RATIO)}")
+    print(f"   split: node side (bare client -> node / echo) "
+          f"{rtt_bare.median_ms / rtt_echo.median_ms:.2f}x, client side (AdminClient / bare "
+          f"client, same node) {rtt_node.median_ms / rtt_bare.median_ms:.2f}x")
     print()
 
     conn_node, conn_bare, conn_echo, conn_pw, hashes = results["connect"]

@@ -219,3 +219,27 @@ async def test_concurrent_calls_on_one_channel(admin: AdminClient) -> None:
     results = await asyncio.gather(*(admin.call("ipfilter.test", {"address": f"10.0.0.{i}"})
                                      for i in range(1, 51)))
     assert [r["address"] for r in results] == [f"10.0.0.{i}" for i in range(1, 51)]
+
+
+async def test_notifications_get_no_answer_even_on_error(admin: AdminClient) -> None:
+    answers = await _raw_exchange(
+        admin, b'{"jsonrpc":"2.0","method":"node.info"}\n'
+               b'{"jsonrpc":"2.0","method":"no.such.method"}\n'
+               b'{"jsonrpc":"2.0","id":"last","method":"node.info"}\n')
+    assert [a["id"] for a in answers] == ["last"]
+
+
+async def test_an_invalid_request_keeps_its_id(admin: AdminClient) -> None:
+    answers = await _raw_exchange(admin, b'{"jsonrpc":"1.0","id":77,"method":"node.info"}\n')
+    assert answers == [{"jsonrpc": "2.0", "id": 77, "error": {
+        "code": INVALID_REQUEST, "message": 'a message must have "jsonrpc": "2.0"',
+        "data": {"name": "INVALID_REQUEST"}}}]
+
+
+async def test_setting_the_same_rules_makes_no_new_version(admin: AdminClient,
+                                                           node: Node) -> None:
+    current = await admin.call("ipfilter.get")
+    rules = [{k: v for k, v in r.items() if k != "number"} for r in current["rules"]]
+    result = await admin.call("ipfilter.set", {"rules": rules})
+    assert result["version"] == current["version"]
+    assert not (node.home / "backups").exists() or not any((node.home / "backups").iterdir())

@@ -195,6 +195,27 @@ def public_cluster_dict(cfg: ClusterConfig) -> dict[str, Any]:
     return data
 
 
+REDACTED = "<redacted>"
+
+
+def redact_toml(data: bytes) -> bytes:
+    """A cluster.toml (or a backup of one) with password hashes and private keys blanked.
+
+    Text that does not parse is withheld whole rather than risk passing a secret through.
+    """
+    try:
+        doc = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return b"# this file does not parse as TOML; its content is withheld\n"
+    for user in doc.get("users", []) if isinstance(doc.get("users"), list) else []:
+        if isinstance(user, dict) and user.get("password_hash"):
+            user["password_hash"] = REDACTED
+    files = doc.get("file_service")
+    if isinstance(files, dict) and isinstance(files.get("host_keys"), list):
+        files["host_keys"] = [REDACTED for _ in files["host_keys"]]
+    return tomli_w.dumps(doc).encode("utf-8")
+
+
 # -- node.toml ------------------------------------------------------------------------------
 
 def node_to_dict(cfg: NodeConfig) -> dict[str, Any]:

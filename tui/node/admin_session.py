@@ -73,9 +73,17 @@ class AdminSession:
 
     async def _handle(self, line: bytes) -> None:
         msg_id: Any = None
+        is_notification = False
         try:
-            message = parse_message(line)
+            try:
+                message = parse_message(line)
+            except RpcError as exc:
+                msg_id = exc.data.pop("id", None)
+                raise
             msg_id = message.get("id")
+            # JSON-RPC: a message without an id is a notification and gets no answer,
+            # not even an error.
+            is_notification = "id" not in message
             name = message.get("method")
             if not isinstance(name, str):
                 raise RpcError(INVALID_REQUEST, 'a request must have a string "method"')
@@ -84,17 +92,21 @@ class AdminSession:
                 raise RpcError(METHOD_NOT_FOUND, f"no method named {name!r}")
             result = await asyncio.wait_for(fn(self.ctx, Params(message.get("params"))),
                                             METHOD_TIMEOUT_S)
-            if "id" in message:  # a notification gets no answer
+            if not is_notification:
                 await self._send(result_response(msg_id, result))
         except RpcError as exc:
-            await self._send(error_response(msg_id, exc))
+            await self._answer_error(is_notification, msg_id, exc)
         except asyncio.TimeoutError:
-            await self._send(error_response(msg_id, RpcError(
-                INTERNAL_ERROR, f"the call did not finish within {METHOD_TIMEOUT_S:.0f} s")))
+            await self._answer_error(is_notification, msg_id, RpcError(
+                INTERNAL_ERROR, f"the call did not finish within {METHOD_TIMEOUT_S:.0f} s"))
         except Exception:  # a bug in a method must not end the session
             log.exception("%s: method failed", self.ctx.state.node.name)
-            await self._send(error_response(msg_id, RpcError(
-                INTERNAL_ERROR, "internal error on the node; see the node's log")))
+            await self._answer_error(is_notification, msg_id, RpcError(
+                INTERNAL_ERROR, "internal error on the node; see the node's log"))
+
+    async def _answer_error(self, is_notification: bool, msg_id: Any, error: RpcError) -> None:
+        if not is_notification:
+            await self._send(error_response(msg_id, error))
 
     async def _send(self, message: dict[str, Any]) -> None:
         try:

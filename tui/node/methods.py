@@ -116,6 +116,8 @@ async def ipfilter_set(ctx: CallContext, p: Params) -> dict[str, Any]:
             )
     new = await ctx.state.change(
         lambda cfg: cfg.with_site(replace(site, rules=rules, ip_default=default)),
+        actor=f"{ctx.username}@{ctx.peer_address}",
+        summary=f"IP filter of site {site.name}: {len(rules)} rules, default {default}",
         base_version=base_version,
     )
     return _site_filter(new.site(site.name), new.version) | {"config_hash": ctx.state.config_hash}

@@ -34,6 +34,9 @@ LOGIN_TIMEOUT_S = 30
 MAX_AUTH_ATTEMPTS = 6
 KEEPALIVE_INTERVAL_S = 30
 KEEPALIVE_COUNT_MAX = 3
+# Refusals linger a few seconds to deliver their message; past this many at once the
+# rest are closed without a word, so a flood from denied addresses costs bounded memory.
+MAX_PENDING_REFUSALS = 256
 SERVER_VERSION = f"mft_{__version__}"
 
 
@@ -117,6 +120,7 @@ class AdminServer:
         self._conn_tasks: set[asyncio.Task[None]] = set()
         self._connections: set[asyncssh.SSHServerConnection] = set()
         self._options: asyncssh.SSHServerConnectionOptions | None = None
+        self._refusals = 0
 
     def _cost_of_admin_hashes(self) -> int:
         """The dummy hash must cost what a real one does, or timing tells names apart."""
@@ -190,7 +194,14 @@ class AdminServer:
         allowed, reason = self.admit(address)
         if not allowed:
             log.info("%s: refused %s: %s", self.name, address, reason)
-            await refuse(sock, b"SSH-2.0-" + SERVER_VERSION.encode(), reason)
+            if self._refusals >= MAX_PENDING_REFUSALS:
+                sock.close()
+                return
+            self._refusals += 1
+            try:
+                await refuse(sock, b"SSH-2.0-" + SERVER_VERSION.encode(), reason)
+            finally:
+                self._refusals -= 1
             return
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:

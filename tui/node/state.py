@@ -8,6 +8,7 @@ current, so memory and disk never disagree and no half-applied edit is ever serv
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 
@@ -17,6 +18,8 @@ from ..model.config import ClusterConfig, NodeConfig
 from ..model.validate import ConfigError
 from ..protocol.rpc import CONFLICT, INVALID_PARAMS, PROTOCOL_VERSION, RpcError
 from .home import Home, LoadedHome
+
+log = logging.getLogger("mft.node")
 
 
 class NodeState:
@@ -42,12 +45,13 @@ class NodeState:
     def role(self) -> str:
         return self.node.role
 
-    async def change(self, edit: Callable[[ClusterConfig], ClusterConfig],
-                     base_version: int | None = None) -> ClusterConfig:
+    async def change(self, edit: Callable[[ClusterConfig], ClusterConfig], *, actor: str,
+                     summary: str, base_version: int | None = None) -> ClusterConfig:
         """Apply ``edit`` to the current document and persist it as the next version.
 
         ``base_version`` is the version the caller's edit was based on; if someone else
         changed the document since, the edit is refused rather than silently overwriting.
+        ``actor`` and ``summary`` go to the log: who changed what.
         """
         async with self._lock:
             current = self._cluster
@@ -56,17 +60,26 @@ class NodeState:
                                          f"(you had version {base_version}, it is now "
                                          f"{current.version}); reload and apply again",
                                {"current_version": current.version})
-            new = edit(current).bumped()
+            edited = edit(current)
+            if edited == current:
+                return current  # nothing to change: no new version, no new generation
+            new = edited.bumped()
             # Round-trip through the validator: an edit can never store what a load would refuse.
             try:
                 cluster_from_dict(cluster_to_dict(new))
             except ConfigError as exc:
                 raise RpcError(INVALID_PARAMS, exc.problem, {"field": exc.key}) from None
-            data = dumps_cluster(new)
-            await asyncio.to_thread(self._store.replace, data)
-            self._cluster = new
-            self._hash = config_hash(new)
+            # Shielded: once the write has started, memory must follow the disk even if the
+            # caller gives up (a timeout or a dropped session) meanwhile.
+            await asyncio.shield(self._commit(new))
+            log.info("%s: config version %d: %s (by %s)", self.node.name, new.version, summary,
+                     actor)
             return new
+
+    async def _commit(self, new: ClusterConfig) -> None:
+        await asyncio.to_thread(self._store.replace, dumps_cluster(new))
+        self._cluster = new
+        self._hash = config_hash(new)
 
     def info(self) -> dict:
         cfg = self._cluster

@@ -26,7 +26,6 @@ MESSAGE_TOO_LARGE = -32001
 LOCKOUT = -32010
 CONFLICT = -32011
 NOT_FOUND = -32012
-INCOMPATIBLE_VERSION = -32013
 
 ERROR_NAMES = {
     PARSE_ERROR: "PARSE_ERROR",
@@ -38,7 +37,6 @@ ERROR_NAMES = {
     LOCKOUT: "LOCKOUT",
     CONFLICT: "CONFLICT",
     NOT_FOUND: "NOT_FOUND",
-    INCOMPATIBLE_VERSION: "INCOMPATIBLE_VERSION",
 }
 
 
@@ -70,11 +68,12 @@ class RpcError(Exception):
 
 
 def encode(message: dict[str, Any]) -> bytes:
-    line = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
-    if len(line) > MAX_MESSAGE_BYTES:
-        raise RpcError(MESSAGE_TOO_LARGE, f"message of {len(line)} bytes exceeds the "
+    body = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    # The limit counts the message without its newline, as LineSplitter does.
+    if len(body) > MAX_MESSAGE_BYTES:
+        raise RpcError(MESSAGE_TOO_LARGE, f"message of {len(body)} bytes exceeds the "
                                           f"{MAX_MESSAGE_BYTES}-byte limit")
-    return line
+    return body + b"\n"
 
 
 def request(msg_id: int, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -137,7 +136,11 @@ class LineSplitter:
 
 
 def parse_message(line: bytes) -> dict[str, Any]:
-    """Decode one line; raise RpcError(PARSE_ERROR / INVALID_REQUEST) with a precise reason."""
+    """Decode one line; raise RpcError(PARSE_ERROR / INVALID_REQUEST) with a precise reason.
+
+    An INVALID_REQUEST carries the message's ``id`` (when it has one) in ``data["id"]``
+    so the answer can still be matched to the request.
+    """
     try:
         message = json.loads(line.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -147,7 +150,8 @@ def parse_message(line: bytes) -> dict[str, Any]:
     if not isinstance(message, dict):
         raise RpcError(INVALID_REQUEST, "a message must be a JSON object")
     if message.get("jsonrpc") != "2.0":
-        raise RpcError(INVALID_REQUEST, 'a message must have "jsonrpc": "2.0"')
+        raise RpcError(INVALID_REQUEST, 'a message must have "jsonrpc": "2.0"',
+                       {"id": message.get("id")})
     return message
 
 

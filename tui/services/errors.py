@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import re
 import socket
 
 import asyncssh
@@ -52,7 +53,9 @@ class UnknownHostKey(ConnectError):
 
     def __init__(self, host: str, port: int, fingerprint: str):
         super().__init__(f"{host}:{port} presents a host key not seen before: {fingerprint}.",
-                         "Compare it with `mft status` run on that node, then accept it.")
+                         "Compare it with the admin host key `mft init` printed on that node "
+                         "(or `ssh-keygen -lf keys/admin_host_ed25519` in its home), then "
+                         "accept it.")
         self.host, self.port, self.fingerprint = host, port, fingerprint
 
 
@@ -94,10 +97,14 @@ def diagnose(exc: BaseException, host: str, port: int) -> ConnectError:
                              "the two hosts.")
     if isinstance(exc, asyncssh.DisconnectError):
         if exc.code == asyncssh.DISC_HOST_NOT_ALLOWED_TO_CONNECT:
+            # The node names the address it saw; behind NAT that is not ours to guess.
+            seen = re.search(r"address (\S+) is not allowed", exc.reason)
+            address = seen.group(1) if seen else "ADDRESS"
             return IpFilterRejected(f"{where} refused us: {exc.reason}.",
-                                    "Allow this address in that node's Admin Site IP filter "
-                                    "(`mft ipfilter add --site admin allow ADDRESS`, run on "
-                                    "the node).")
+                                    "Allow this address in that node's Admin Site IP filter, "
+                                    "from the node itself or an address it allows: `mft "
+                                    "ipfilter add --connect admin@127.0.0.1 --site admin "
+                                    f"--position 1 allow {address}`.")
         if exc.code in (asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE,
                         asyncssh.DISC_ILLEGAL_USER_NAME):
             return AuthFailed(f"{where} did not accept the user name and password or key.",
