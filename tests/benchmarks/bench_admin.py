@@ -280,8 +280,13 @@ async def echo_open(conn: asyncssh.SSHClientConnection) -> tuple[Any, Any]:
 
 
 async def bench(args: argparse.Namespace) -> int:
-    from tests.support import ADMIN_PASSWORD, TEST_SCRYPT_LOG_N, make_home, start_node_process
-    from tests.support import stop_node_process
+    from tests.support import (
+        ADMIN_PASSWORD,
+        TEST_SCRYPT_LOG_N,
+        make_home,
+        start_node_process,
+        stop_node_process,
+    )
     from tui.model.passwords import hash_password
     from tui.protocol.rpc import SUBSYSTEM, encode, request
     from tui.services.admin_client import AdminClient, Credentials
