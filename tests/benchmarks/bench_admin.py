@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import os
 import platform
@@ -322,10 +323,14 @@ async def bench(args: argparse.Namespace) -> int:
             return await AdminClient.connect(node.target, creds, hostkeys=setup.hostkeys,
                                              policy=TrustPolicy.ACCEPT_NEW)
 
-        node = start_node_process(work, "bench1", HOST, home=node_home("bench1"))
-        echo = start_echo_process(work, echo_host_key, authorized)
         results: dict[str, Any] = {}
-        try:
+        with contextlib.ExitStack() as running:
+            node = start_node_process(work, "bench1", HOST, home=node_home("bench1"))
+            running.callback(stop_node_process, node)
+            assert node.process is not None
+            node_pid = node.process.pid
+            echo = start_echo_process(work, echo_host_key, authorized)
+            running.callback(echo.stop)
             # -- 1. round trip over an open channel ---------------------------------------
             client = await admin_connect(node)
             econn = await echo_connect(setup, echo)
@@ -362,8 +367,8 @@ async def bench(args: argparse.Namespace) -> int:
                 await echo_rtt()
             block = max(1, args.calls // args.blocks)
             for _ in range(args.blocks):  # alternate so drift hits both alike
-                await timed_block(node_rtt, block, rtt_node, node.process.pid)  # type: ignore[union-attr]
-                await timed_block(bare_rtt, block, rtt_bare, node.process.pid)  # type: ignore[union-attr]
+                await timed_block(node_rtt, block, rtt_node, node_pid)
+                await timed_block(bare_rtt, block, rtt_bare, node_pid)
                 await timed_block(echo_rtt, block, rtt_echo, echo.pid)
             results["rtt"] = (rtt_node, rtt_bare, rtt_echo, len(request_line), len(info_line))
             await client.aclose()
@@ -410,10 +415,10 @@ async def bench(args: argparse.Namespace) -> int:
                 await conn.wait_closed()
 
             rows = {
-                "node": (node_connect, close_admin, node.process.pid),  # type: ignore[union-attr]
-                "bare": (node_bare_connect, close_conn, node.process.pid),  # type: ignore[union-attr]
+                "node": (node_connect, close_admin, node_pid),
+                "bare": (node_bare_connect, close_conn, node_pid),
                 "echo": (echo_connect_once, close_conn, echo.pid),
-                "password": (node_password_connect, close_admin, node.process.pid),  # type: ignore[union-attr]
+                "password": (node_password_connect, close_admin, node_pid),
             }
             conn_samples = {name: Samples() for name in rows}
             for i in range(3 + args.connects):  # interleaved; the first 3 rounds warm up
@@ -430,10 +435,7 @@ async def bench(args: argparse.Namespace) -> int:
                     times.append(time.perf_counter() - t0)
                 hashes[log_n] = statistics.median(times) * 1e3
             results["connect"] = (conn_node, conn_bare, conn_echo, conn_pw, hashes)
-            results["node_rss_after_use"] = rss_kib(node.process.pid)  # type: ignore[union-attr]
-        finally:
-            stop_node_process(node)
-            echo.stop()
+            results["node_rss_after_use"] = rss_kib(node_pid)
 
         # -- 3. memory: fresh processes, idle then with idle connections ------------------
         async def memory(pid: int, open_one: Callable[[], Awaitable[Any]],
@@ -453,11 +455,13 @@ async def bench(args: argparse.Namespace) -> int:
             return idle, readings[0], readings[1]
 
         node = start_node_process(work, "bench2", HOST, home=node_home("bench2"))
+        assert node.process is not None
+        node_pid = node.process.pid
         try:
             async def open_admin() -> AdminClient:
                 return await admin_connect(node)
 
-            mem_node = await memory(node.process.pid, open_admin, close_admin)  # type: ignore[union-attr]
+            mem_node = await memory(node_pid, open_admin, close_admin)
         finally:
             stop_node_process(node)
         echo = start_echo_process(work, echo_host_key, authorized)
@@ -527,8 +531,8 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> int:
               f"{s.server_cpu_us() / 1e3:14.2f}")
     print(f"   ratio AdminClient.connect / echo: {conn_node.median_ms / conn_echo.median_ms:.2f}x; "
           f"bare client -> node / echo: {conn_bare.median_ms / conn_echo.median_ms:.2f}x")
-    print(f"   scrypt hash in this process: ln={TEST_SCRYPT_LOG_N} {hashes[TEST_SCRYPT_LOG_N]:.1f} ms, "
-          f"ln=17 (production default) {hashes[17]:.0f} ms")
+    print(f"   scrypt hash in this process: ln={TEST_SCRYPT_LOG_N} "
+          f"{hashes[TEST_SCRYPT_LOG_N]:.1f} ms, ln=17 (production default) {hashes[17]:.0f} ms")
     print()
 
     (n_idle, n_100, n_200), (e_idle, e_100, e_200) = results["memory"]
@@ -538,7 +542,8 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> int:
     print(f"   {'':12} {'idle MiB':>9} {f'{k} conn MiB':>12} {f'{2 * k} conn MiB':>12} "
           f"{f'KiB/conn 0-{k}':>14} {f'KiB/conn {k}-{2 * k}':>16}")
     per_node = (n_100 - n_idle) / k
-    for label, (idle, r1, r2) in (("node", (n_idle, n_100, n_200)), ("echo", (e_idle, e_100, e_200))):
+    for label, (idle, r1, r2) in (("node", (n_idle, n_100, n_200)),
+                                  ("echo", (e_idle, e_100, e_200))):
         print(f"   {label:12} {idle / 1024:9.1f} {r1 / 1024:12.1f} {r2 / 1024:12.1f} "
               f"{(r1 - idle) / k:14.1f} {(r2 - r1) / k:16.1f}")
     print(f"   node idle target <= {TARGET_IDLE_MIB:.0f} MiB: "

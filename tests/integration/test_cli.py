@@ -263,3 +263,32 @@ def test_init_keep_existing_is_idempotent(tmp_path: Path) -> None:
     result = init(tmp_path, home, "--keep-existing", MFT_ADMIN_PASSWORD="other-password")
     assert result.returncode == 0 and "left as it is" in result.stdout
     assert (home / "cluster.toml").read_bytes() == before
+
+
+def test_key_login_with_identity(tmp_path: Path) -> None:
+    import asyncssh
+    import tomli_w
+
+    from tests.support import make_home
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    key_file = tmp_path / "id_admin"
+    key_file.write_bytes(key.export_private_key())
+    key_file.chmod(0o600)
+    home = make_home(tmp_path / "keyed", "keyed")
+    doc = tomllib.loads((home / "cluster.toml").read_text())
+    doc["users"][0]["authorized_keys"] = [key.export_public_key().decode().strip()]
+    (home / "cluster.toml").write_text(tomli_w.dumps(doc))
+    node = start_node_process(tmp_path, host="127.0.0.4", home=home)
+    try:
+        result = run_mft(tmp_path, "status", "--connect", node.connect, "--accept-new",
+                         "--identity", str(key_file))
+        assert result.returncode == 0, result.stderr
+        assert "keyed" in result.stdout
+        other = asyncssh.generate_private_key("ssh-ed25519")
+        (tmp_path / "id_other").write_bytes(other.export_private_key())
+        (tmp_path / "id_other").chmod(0o600)
+        result = run_mft(tmp_path, "status", "--connect", node.connect, "--accept-new",
+                         "--identity", str(tmp_path / "id_other"))
+        assert result.returncode == 2 and "did not accept" in result.stderr
+    finally:
+        stop_node_process(node)
