@@ -29,11 +29,12 @@ from ..protocol.rpc import (
     parse_message,
     result_response,
 )
-from .methods import METHODS, CallContext
+from .methods import METHODS, QUICK_METHODS, CallContext
 
 log = logging.getLogger("mft.node")
 METHOD_TIMEOUT_S = 120.0
 MAX_IN_FLIGHT = 32
+DRAIN_ABOVE_BYTES = 1024 * 1024
 
 
 class AdminSession:
@@ -57,10 +58,7 @@ class AdminSession:
                             f"message exceeds the {MAX_MESSAGE_BYTES}-byte limit; discarded",
                         )))
                     elif item.strip():
-                        await self._slots.acquire()
-                        task = asyncio.create_task(self._handle(item))
-                        self._tasks.add(task)
-                        task.add_done_callback(self._done)
+                        await self._accept(item)
         except (asyncssh.Error, ConnectionError, BrokenPipeError):
             pass
         finally:
@@ -71,34 +69,44 @@ class AdminSession:
         self._tasks.discard(task)
         self._slots.release()
 
-    async def _handle(self, line: bytes) -> None:
-        msg_id: Any = None
-        is_notification = False
+    async def _accept(self, line: bytes) -> None:
         try:
-            try:
-                message = parse_message(line)
-            except RpcError as exc:
-                msg_id = exc.data.pop("id", None)
-                raise
-            msg_id = message.get("id")
-            # JSON-RPC: a message without an id is a notification and gets no answer,
-            # not even an error.
-            is_notification = "id" not in message
+            message = parse_message(line)
+        except RpcError as exc:
+            # Malformed: answer at once, with the id when one could be read.
+            await self._send(error_response(exc.data.pop("id", None), exc))
+            return
+        if message.get("method") in QUICK_METHODS:
+            await self._call(message, timeout=None)  # cannot hang: it never waits
+            return
+        await self._slots.acquire()
+        task = asyncio.create_task(self._call(message))
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    async def _call(self, message: dict[str, Any],
+                    timeout: float | None = METHOD_TIMEOUT_S) -> None:
+        msg_id = message.get("id")
+        # JSON-RPC: a message without an id is a notification and gets no answer,
+        # not even an error.
+        is_notification = "id" not in message
+        try:
             name = message.get("method")
             if not isinstance(name, str):
                 raise RpcError(INVALID_REQUEST, 'a request must have a string "method"')
             fn = METHODS.get(name)
             if fn is None:
                 raise RpcError(METHOD_NOT_FOUND, f"no method named {name!r}")
-            result = await asyncio.wait_for(fn(self.ctx, Params(message.get("params"))),
-                                            METHOD_TIMEOUT_S)
+            # asyncio.timeout, not wait_for: no extra task and loop round per call.
+            async with asyncio.timeout(timeout):
+                result = await fn(self.ctx, Params(message.get("params")))
             if not is_notification:
                 await self._send(result_response(msg_id, result))
         except RpcError as exc:
             await self._answer_error(is_notification, msg_id, exc)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self._answer_error(is_notification, msg_id, RpcError(
-                INTERNAL_ERROR, f"the call did not finish within {METHOD_TIMEOUT_S:.0f} s"))
+                INTERNAL_ERROR, f"the call did not finish within {timeout:.0f} s"))
         except Exception:  # a bug in a method must not end the session
             log.exception("%s: method failed", self.ctx.state.node.name)
             await self._answer_error(is_notification, msg_id, RpcError(
@@ -111,6 +119,8 @@ class AdminSession:
     async def _send(self, message: dict[str, Any]) -> None:
         try:
             self.process.stdout.write(encode(message))
-            await self.process.stdout.drain()
+            # Only wait when the peer is not keeping up; a small answer needs no loop round.
+            if self.process.channel.get_write_buffer_size() > DRAIN_ABOVE_BYTES:
+                await self.process.stdout.drain()
         except (asyncssh.Error, ConnectionError, BrokenPipeError):
             pass

@@ -26,11 +26,16 @@ class CallContext:
 
 Method = Callable[[CallContext, Params], Awaitable[Any]]
 METHODS: dict[str, Method] = {}
+# Methods that only read memory and never wait: the session runs them in its read loop
+# instead of in a task of their own, which saves a loop round on every call.
+QUICK_METHODS: set[str] = set()
 
 
-def method(name: str) -> Callable[[Method], Method]:
+def method(name: str, *, quick: bool = False) -> Callable[[Method], Method]:
     def register(fn: Method) -> Method:
         METHODS[name] = fn
+        if quick:
+            QUICK_METHODS.add(name)
         return fn
     return register
 
@@ -57,20 +62,20 @@ def _site_filter(site: Site, version: int) -> dict[str, Any]:
     }
 
 
-@method("node.info")
+@method("node.info", quick=True)
 async def node_info(ctx: CallContext, p: Params) -> dict[str, Any]:
     p.done()
     return ctx.state.info()
 
 
-@method("config.get")
+@method("config.get", quick=True)
 async def config_get(ctx: CallContext, p: Params) -> dict[str, Any]:
     p.done()
     cfg = ctx.state.cluster
     return {"config": public_cluster_dict(cfg), "config_hash": ctx.state.config_hash}
 
 
-@method("ipfilter.get")
+@method("ipfilter.get", quick=True)
 async def ipfilter_get(ctx: CallContext, p: Params) -> dict[str, Any]:
     site = _site(ctx, p)
     p.done()
@@ -127,7 +132,7 @@ def _number(index: int | None) -> int | None:
     return None if index is None else index + 1
 
 
-@method("ipfilter.test")
+@method("ipfilter.test", quick=True)
 async def ipfilter_test(ctx: CallContext, p: Params) -> dict[str, Any]:
     site = _site(ctx, p)
     address = p.get("address", str)

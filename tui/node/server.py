@@ -58,6 +58,10 @@ class AdminSSHServer(asyncssh.SSHServer):
         self.conn = conn
         self.peer = (conn.get_extra_info("peername") or ("?",))[0]
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.conn is not None:
+            self.node.forget(self.conn)
+
     def begin_auth(self, username: str) -> bool:
         self.username = username
         return True
@@ -210,11 +214,12 @@ class AdminServer:
             log.debug("%s: handshake with %s ended: %s", self.name, address, exc)
             sock.close()
             return
+        # Tracked until the connection ends (AdminSSHServer.connection_lost), without a
+        # task of its own waiting for that: idle connections should cost little memory.
         self._connections.add(conn)
-        try:
-            await conn.wait_closed()
-        finally:
-            self._connections.discard(conn)
+
+    def forget(self, conn: asyncssh.SSHServerConnection) -> None:
+        self._connections.discard(conn)
 
     async def _process(self, process: asyncssh.SSHServerProcess) -> None:
         server: AdminSSHServer = process.channel.get_connection().get_owner()

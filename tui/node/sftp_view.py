@@ -57,12 +57,23 @@ def _read_only() -> asyncssh.SFTPError:
 class ConfigView(asyncssh.SFTPServer):
     def __init__(self, chan: asyncssh.SSHServerChannel, home: bytes):
         super().__init__(chan, chroot=home)
+        self._real_home = os.path.realpath(home)
+
+    def exit(self) -> None:
+        # End the channel with an exit status: OpenSSH's scp (SFTP mode) reports a
+        # failure when the channel closes without one.
+        self.channel.exit(0)
 
     def map_path(self, path: bytes) -> bytes:
         relative = posixpath.normpath(posixpath.join(b"/", path)).lstrip(b"/")
         if not _visible(relative):
             raise asyncssh.SFTPNoSuchFile("not part of the configuration view")
-        return super().map_path(path)
+        local = super().map_path(path)
+        # The chroot is lexical: a symlink planted in the home could still point out of it.
+        real = os.path.realpath(local)
+        if real != self._real_home and not real.startswith(self._real_home + b"/"):
+            raise asyncssh.SFTPNoSuchFile("not part of the configuration view")
+        return local
 
     def open(self, path: bytes, pflags: int, attrs: SFTPAttrs) -> object:
         if pflags & _WRITE_FLAGS:

@@ -27,6 +27,7 @@ class NodeState:
         self.home: Home = loaded.home
         self.node: NodeConfig = loaded.node
         self.admin_host_key = loaded.admin_host_key
+        self.admin_host_key_fingerprint = loaded.admin_host_key.get_fingerprint("sha256")
         self._cluster = loaded.cluster
         self._hash = config_hash(loaded.cluster)
         self._lock = asyncio.Lock()
@@ -93,6 +94,6 @@ class NodeState:
             "epoch": cfg.epoch,
             "version": cfg.version,
             "config_hash": self._hash,
-            "admin_host_key_fingerprint": self.admin_host_key.get_fingerprint("sha256"),
+            "admin_host_key_fingerprint": self.admin_host_key_fingerprint,
             "uptime_s": round(time.monotonic() - self.started, 1),
         }
