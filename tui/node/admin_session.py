@@ -97,9 +97,12 @@ class AdminSession:
             fn = METHODS.get(name)
             if fn is None:
                 raise RpcError(METHOD_NOT_FOUND, f"no method named {name!r}")
-            # asyncio.timeout, not wait_for: no extra task and loop round per call.
-            async with asyncio.timeout(timeout):
-                result = await fn(self.ctx, Params(message.get("params")))
+            params = Params(message.get("params"))
+            if timeout is None:
+                result = await fn(self.ctx, params)
+            else:  # asyncio.timeout, not wait_for: no extra task and loop round per call
+                async with asyncio.timeout(timeout):
+                    result = await fn(self.ctx, params)
             if not is_notification:
                 await self._send(result_response(msg_id, result))
         except RpcError as exc:
@@ -118,7 +121,7 @@ class AdminSession:
 
     async def _send(self, message: dict[str, Any]) -> None:
         try:
-            self.process.stdout.write(encode(message))
+            self.process.channel.write(encode(message))
             # Only wait when the peer is not keeping up; a small answer needs no loop round.
             if self.process.channel.get_write_buffer_size() > DRAIN_ABOVE_BYTES:
                 await self.process.stdout.drain()

@@ -57,6 +57,7 @@ class AdminSSHServer(asyncssh.SSHServer):
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
         self.peer = (conn.get_extra_info("peername") or ("?",))[0]
+        self.node.track(conn)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.conn is not None:
@@ -151,7 +152,6 @@ class AdminServer:
             server_version=SERVER_VERSION,
             kex_algs=_strong_kex_algs(),
             login_timeout=LOGIN_TIMEOUT_S,
-            connect_timeout=LOGIN_TIMEOUT_S + 5,
             keepalive_interval=KEEPALIVE_INTERVAL_S,
             keepalive_count_max=KEEPALIVE_COUNT_MAX,
             agent_forwarding=False,
@@ -176,7 +176,7 @@ class AdminServer:
                 log.warning("%s: accept failed: %s", self.name, exc)
                 await asyncio.sleep(0.1)
                 continue
-            self._spawn(self._serve(sock, addr[0]))
+            self._spawn(self._admit_or_refuse(sock, addr[0]))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -194,28 +194,34 @@ class AdminServer:
         return False, (f"address {address} is not allowed by the Admin Site IP filter of "
                        f"{self.name} ({decision.describe()})")
 
-    async def _serve(self, sock: socket.socket, address: str) -> None:
+    async def _admit_or_refuse(self, sock: socket.socket, address: str) -> None:
         allowed, reason = self.admit(address)
-        if not allowed:
-            log.info("%s: refused %s: %s", self.name, address, reason)
-            if self._refusals >= MAX_PENDING_REFUSALS:
-                sock.close()
-                return
-            self._refusals += 1
-            try:
-                await refuse(sock, b"SSH-2.0-" + SERVER_VERSION.encode(), reason)
-            finally:
-                self._refusals -= 1
+        if allowed:
+            await self._hand_over(sock, address)
             return
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            conn = await asyncssh.run_server(sock, options=self._options)
-        except (asyncssh.Error, OSError, asyncio.TimeoutError) as exc:
-            log.debug("%s: handshake with %s ended: %s", self.name, address, exc)
+        log.info("%s: refused %s: %s", self.name, address, reason)
+        if self._refusals >= MAX_PENDING_REFUSALS:
             sock.close()
             return
-        # Tracked until the connection ends (AdminSSHServer.connection_lost), without a
-        # task of its own waiting for that: idle connections should cost little memory.
+        self._refusals += 1
+        try:
+            await refuse(sock, b"SSH-2.0-" + SERVER_VERSION.encode(), reason)
+        finally:
+            self._refusals -= 1
+
+    async def _hand_over(self, sock: socket.socket, address: str) -> None:
+        """Run SSH on the accepted socket, as asyncssh's own listener would: one shared
+        options object (run_server would copy it, in a thread, for every connection)."""
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.connect_accepted_socket(
+                lambda: asyncssh.SSHServerConnection(loop, self._options), sock)
+        except OSError as exc:
+            log.debug("%s: connection from %s failed at once: %s", self.name, address, exc)
+            sock.close()
+
+    def track(self, conn: asyncssh.SSHServerConnection) -> None:
         self._connections.add(conn)
 
     def forget(self, conn: asyncssh.SSHServerConnection) -> None:

@@ -67,8 +67,12 @@ class RpcError(Exception):
         return cls(int(error.get("code", INTERNAL_ERROR)), str(error.get("message", "")), data)
 
 
+# One encoder for every message: json.dumps with options builds a new one on each call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def encode(message: dict[str, Any]) -> bytes:
-    body = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    body = _ENCODER.encode(message).encode("utf-8")
     # The limit counts the message without its newline, as LineSplitter does.
     if len(body) > MAX_MESSAGE_BYTES:
         raise RpcError(MESSAGE_TOO_LARGE, f"message of {len(body)} bytes exceeds the "
