@@ -656,6 +656,7 @@ def test_stdio_forwarding_is_refused(served: Node, tmp_path: Path) -> None:
     assert result.returncode == 255
     assert "SSH-2.0-" not in result.stdout
     assert "open failed" in result.stderr, result.stderr
+    assert "administratively prohibited" in result.stderr, result.stderr
 
 
 def test_local_port_forwarding_is_refused(served: Node, tmp_path: Path) -> None:
@@ -689,6 +690,7 @@ def test_local_port_forwarding_is_refused(served: Node, tmp_path: Path) -> None:
     finally:
         _, stderr = finish(proc)
     assert "open failed" in stderr, stderr
+    assert "port forwarding is not offered" in stderr, stderr
 
 
 def test_remote_port_forwarding_is_refused(served: Node, tmp_path: Path) -> None:

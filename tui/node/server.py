@@ -63,6 +63,15 @@ class AdminSSHServer(asyncssh.SSHServer):
         if self.conn is not None:
             self.node.forget(self.conn)
 
+    def connection_requested(self, dest_host: str, dest_port: int, orig_host: str,
+                             orig_port: int) -> bool:
+        raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
+                                        "port forwarding is not offered on the admin port")
+
+    def unix_connection_requested(self, dest_path: str) -> bool:
+        raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
+                                        "forwarding is not offered on the admin port")
+
     def begin_auth(self, username: str) -> bool:
         self.username = username
         return True
