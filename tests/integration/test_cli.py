@@ -292,3 +292,13 @@ def test_key_login_with_identity(tmp_path: Path) -> None:
         assert result.returncode == 2 and "did not accept" in result.stderr
     finally:
         stop_node_process(node)
+
+
+def test_ctrl_c_stops_a_node_cleanly(tmp_path: Path) -> None:
+    import signal
+    node = start_node_process(tmp_path, "int-node", host="127.0.0.4")
+    node.process.send_signal(signal.SIGINT)
+    assert node.process.wait(timeout=10) == 0
+    log = node.log.read_text()
+    assert "int-node: shutting down" in log and "admin service stopped" in log
+    no_traceback(log)
