@@ -243,3 +243,22 @@ async def test_setting_the_same_rules_makes_no_new_version(admin: AdminClient,
     result = await admin.call("ipfilter.set", {"rules": rules})
     assert result["version"] == current["version"]
     assert not (node.home / "backups").exists() or not any((node.home / "backups").iterdir())
+
+
+async def test_deeply_nested_json_is_a_parse_error(admin: AdminClient) -> None:
+    answers = await _raw_exchange(
+        admin, b"[" * 100_000 + b"\n" + b'{"jsonrpc":"2.0","id":2,"method":"node.info"}\n')
+    assert answers[0]["error"]["code"] == PARSE_ERROR and "deeply" in answers[0]["error"]["message"]
+    assert answers[1]["id"] == 2 and "result" in answers[1]
+    assert (await admin.call("node.info"))["name"] == "n1"
+
+
+async def test_break_and_signal_requests_do_not_end_the_session(admin: AdminClient) -> None:
+    writer, reader, _ = await admin._conn.open_session(subsystem=SUBSYSTEM, encoding=None)
+    writer.channel.send_break(100)
+    writer.channel.send_signal("INT")
+    writer.write(b'{"jsonrpc":"2.0","id":9,"method":"node.info"}\n')
+    line = await asyncio.wait_for(reader.readline(), 10)
+    assert json.loads(line)["id"] == 9
+    writer.close()
+    assert (await admin.call("node.info"))["name"] == "n1"

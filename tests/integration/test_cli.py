@@ -302,3 +302,79 @@ def test_ctrl_c_stops_a_node_cleanly(tmp_path: Path) -> None:
     log = node.log.read_text()
     assert "int-node: shutting down" in log and "admin service stopped" in log
     no_traceback(log)
+
+
+def _keyed_node(tmp_path: Path, key) -> Node:
+    import tomli_w
+
+    from tests.support import make_home
+    home = make_home(tmp_path / "keyed-default", "keyed")
+    doc = tomllib.loads((home / "cluster.toml").read_text())
+    doc["users"][0]["authorized_keys"] = [key.export_public_key().decode().strip()]
+    (home / "cluster.toml").write_text(tomli_w.dumps(doc))
+    return start_node_process(tmp_path, host="127.0.0.4", home=home)
+
+
+def test_default_ssh_key_and_agent_log_in_without_a_password(tmp_path: Path) -> None:
+    """With no password given, mft uses what `ssh` would: ~/.ssh keys, then the agent."""
+    import subprocess
+
+    import asyncssh
+
+    from tests.support import require_tool
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    node = _keyed_node(tmp_path, key)
+    try:
+        home = tmp_path / "user-home"
+        (home / ".ssh").mkdir(parents=True)
+        key_file = home / ".ssh" / "id_ed25519"
+        key_file.write_bytes(key.export_private_key())
+        key_file.chmod(0o600)
+        result = run_mft(tmp_path, "status", "--connect", node.connect, "--accept-new",
+                         HOME=str(home), SSH_AUTH_SOCK="")
+        assert result.returncode == 0, result.stderr
+        # The same key, held only by an agent.
+        agent = require_tool("ssh-agent")
+        sock = tmp_path / "agent.sock"
+        started = subprocess.run([agent, "-a", str(sock)], capture_output=True, text=True,
+                                 timeout=10, check=True)
+        pid = int(re.search(r"SSH_AGENT_PID=(\d+)", started.stdout).group(1))
+        try:
+            subprocess.run([require_tool("ssh-add"), str(key_file)], check=True, timeout=10,
+                           capture_output=True, env={**os.environ, "SSH_AUTH_SOCK": str(sock)})
+            key_file.unlink()
+            result = run_mft(tmp_path, "status", "--connect", node.connect,
+                             HOME=str(home), SSH_AUTH_SOCK=str(sock))
+            assert result.returncode == 0, result.stderr
+        finally:
+            os.kill(pid, 15)
+        # Neither key nor agent: refused, and without a terminal there is no prompt.
+        result = run_mft(tmp_path, "status", "--connect", node.connect,
+                         HOME=str(home), SSH_AUTH_SOCK="")
+        assert result.returncode == 2 and "did not accept" in result.stderr
+    finally:
+        stop_node_process(node)
+
+
+def test_init_force_with_bad_input_keeps_the_node(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert init(tmp_path, home, MFT_ADMIN_PASSWORD="first-password").returncode == 0
+    before = {p.relative_to(home): p.read_bytes() for p in home.rglob("*") if p.is_file()}
+    result = init(tmp_path, home, "--force", "--name", "bad name",
+                  MFT_ADMIN_PASSWORD="second-password")
+    assert result.returncode == 1 and "not valid" in result.stderr
+    after = {p.relative_to(home): p.read_bytes() for p in home.rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_init_force_sets_the_old_history_aside(tmp_path: Path) -> None:
+    from tui.node.home import load_home
+    home = tmp_path / "home"
+    assert init(tmp_path, home, MFT_ADMIN_PASSWORD="first-password").returncode == 0
+    (home / "backups").mkdir()
+    for version in range(30, 41):
+        (home / "backups" / f"cluster.0.{version}.toml").write_text(f"version = {version}\n")
+    assert init(tmp_path, home, "--force", MFT_ADMIN_PASSWORD="second-password").returncode == 0
+    assert list((home / "backups").glob("cluster.*.toml")) == []
+    assert len(list((home / "backups/replaced-1").glob("cluster.*.toml"))) == 11
+    assert load_home(home).cluster.version == 1

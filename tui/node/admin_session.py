@@ -34,6 +34,8 @@ from .methods import METHODS, QUICK_METHODS, CallContext
 log = logging.getLogger("mft.node")
 METHOD_TIMEOUT_S = 120.0
 MAX_IN_FLIGHT = 32
+_CHANNEL_EVENTS = (asyncssh.BreakReceived, asyncssh.SignalReceived,
+                   asyncssh.TerminalSizeChanged)
 DRAIN_ABOVE_BYTES = 1024 * 1024
 
 
@@ -48,7 +50,10 @@ class AdminSession:
         splitter = LineSplitter(MAX_MESSAGE_BYTES)
         try:
             while True:
-                chunk = await self.process.stdin.read(READ_CHUNK)
+                try:
+                    chunk = await self.process.stdin.read(READ_CHUNK)
+                except _CHANNEL_EVENTS:
+                    continue  # a break, signal or window change means nothing here
                 if not chunk:
                     break
                 for item in splitter.feed(chunk):
@@ -61,6 +66,8 @@ class AdminSession:
                         await self._accept(item)
         except (asyncssh.Error, ConnectionError, BrokenPipeError):
             pass
+        except Exception:  # end this channel, never the admin's whole connection
+            log.exception("%s: admin channel failed", self.ctx.state.node.name)
         finally:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)

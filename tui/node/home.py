@@ -82,20 +82,22 @@ def init_home(path: Path, *, name: str | None = None, admin_user: str = "admin",
               admin_password: str, force: bool = False,
               scrypt_log_n: int = DEFAULT_LOG_N) -> LoadedHome:
     home = Home(path)
+    name = name or _default_name()
+    # Every check before anything moves: a typo must not cost the existing node.
+    for label, value in (("node name", name), ("admin user", admin_user)):
+        if not NAME_PATTERN.match(value):
+            raise HomeError(f"{label} {value!r} is not valid: use letters, digits, '.', '_' "
+                            "or '-', at most 63 characters, starting with a letter or digit")
+    password_hash = hash_password(admin_password, scrypt_log_n)
     if home.node_file.exists() or home.cluster_file.exists():
         if not force:
             raise HomeError(f"{path} already holds a node (node.toml / cluster.toml); "
                             "use --force to replace it (its files are moved to a backup first)")
         _set_aside(home)
-    name = name or _default_name()
-    for label, value in (("node name", name), ("admin user", admin_user)):
-        if not NAME_PATTERN.match(value):
-            raise HomeError(f"{label} {value!r} is not valid: use letters, digits, '.', '_' "
-                            "or '-', at most 63 characters, starting with a letter or digit")
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     (path / KEYS_DIR).mkdir(exist_ok=True, mode=0o700)
     node = NodeConfig(node_id=uuid.uuid4().hex, name=name)
-    admin = User(admin_user, ADMIN_SITE, password_hash=hash_password(admin_password, scrypt_log_n))
+    admin = User(admin_user, ADMIN_SITE, password_hash=password_hash)
     cluster = ClusterConfig(sites=default_sites(), users=(admin,),
                             file_host_keys=(_new_private_key(),))
     key_text = _new_private_key()
@@ -119,7 +121,9 @@ def _set_aside(home: Home) -> None:
         n += 1
     target = home.backups / f"replaced-{n}"
     target.mkdir(mode=0o700)
-    for item in (home.node_file, home.cluster_file, home.path / KEYS_DIR):
+    # The old node's generations go too: they are its history, not the new node's.
+    old_generations = sorted(home.backups.glob("cluster.*.toml"))
+    for item in (home.node_file, home.cluster_file, home.path / KEYS_DIR, *old_generations):
         if item.exists():
             shutil.move(str(item), target / item.name)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..model.codec import public_cluster_dict
-from ..model.config import ADMIN_SITE, Site
+from ..model.config import ADMIN_SITE, ClusterConfig, Site
 from ..model.ipfilter import IpFilter, IpFilterError, Rule
 from ..protocol.rpc import INVALID_PARAMS, LOCKOUT, NOT_FOUND, Params, RpcError
 from .state import NodeState
@@ -100,12 +100,12 @@ def _not_a_rule(item: Any) -> Rule:
 async def ipfilter_set(ctx: CallContext, p: Params) -> dict[str, Any]:
     site = _site(ctx, p)
     rules = _parse_rules(p.get("rules", list))
-    default = p.get("default", str, site.ip_default)
+    default = p.get("default", str, None)
     confirm_lockout = p.get("confirm_lockout", bool, False)
     base_version = p.get("base_version", int, None)
     p.done()
     try:
-        new_filter = IpFilter(rules, default)
+        new_filter = IpFilter(rules, default or site.ip_default)
     except IpFilterError as exc:
         raise RpcError(INVALID_PARAMS, str(exc), {"field": "default"}) from None
     # The caller reached us through the Admin Site: a filter that shuts them out is
@@ -119,10 +119,17 @@ async def ipfilter_set(ctx: CallContext, p: Params) -> dict[str, Any]:
                 f"({decision.describe()}), locking you out; confirm to apply anyway",
                 {"address": ctx.peer_address, "rule_number": _number(decision.rule_index)},
             )
+
+    def edit(cfg: ClusterConfig) -> ClusterConfig:
+        # From the document as it is under the lock, so a concurrent change to another
+        # part of the site is kept.
+        current = cfg.site(site.name)
+        return cfg.with_site(replace(current, rules=rules,
+                                     ip_default=default or current.ip_default))
+
     new = await ctx.state.change(
-        lambda cfg: cfg.with_site(replace(site, rules=rules, ip_default=default)),
-        actor=f"{ctx.username}@{ctx.peer_address}",
-        summary=f"IP filter of site {site.name}: {len(rules)} rules, default {default}",
+        edit, actor=f"{ctx.username}@{ctx.peer_address}",
+        summary=f"IP filter of site {site.name}: {len(rules)} rules",
         base_version=base_version,
     )
     return _site_filter(new.site(site.name), new.version) | {"config_hash": ctx.state.config_hash}

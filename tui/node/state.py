@@ -70,17 +70,22 @@ class NodeState:
                 cluster_from_dict(cluster_to_dict(new))
             except ConfigError as exc:
                 raise RpcError(INVALID_PARAMS, exc.problem, {"field": exc.key}) from None
-            # Shielded: once the write has started, memory must follow the disk even if the
-            # caller gives up (a timeout or a dropped session) meanwhile.
-            await asyncio.shield(self._commit(new))
-            log.info("%s: config version %d: %s (by %s)", self.node.name, new.version, summary,
-                     actor)
+            # Once the write has started, memory must follow the disk, and the lock must
+            # be held until it has, even if the caller gives up (a timeout, a hang-up).
+            commit = asyncio.ensure_future(self._commit(new, actor, summary))
+            try:
+                await asyncio.shield(commit)
+            except asyncio.CancelledError:
+                await asyncio.wait([commit])
+                raise
             return new
 
-    async def _commit(self, new: ClusterConfig) -> None:
+    async def _commit(self, new: ClusterConfig, actor: str, summary: str) -> None:
         await asyncio.to_thread(self._store.replace, dumps_cluster(new))
         self._cluster = new
         self._hash = config_hash(new)
+        log.info("%s: config version %d: %s (by %s)", self.node.name, new.version, summary,
+                 actor)
 
     def info(self) -> dict:
         cfg = self._cluster

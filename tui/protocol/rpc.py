@@ -151,6 +151,8 @@ def parse_message(line: bytes) -> dict[str, Any]:
         raise RpcError(PARSE_ERROR, f"message is not UTF-8 (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise RpcError(PARSE_ERROR, f"malformed JSON: {exc.msg} at column {exc.colno}") from None
+    except RecursionError:
+        raise RpcError(PARSE_ERROR, "JSON nested too deeply") from None
     if not isinstance(message, dict):
         raise RpcError(INVALID_REQUEST, "a message must be a JSON object")
     if message.get("jsonrpc") != "2.0":

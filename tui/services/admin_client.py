@@ -48,9 +48,24 @@ Notify = Callable[[str, dict[str, Any]], None]
 
 @dataclass
 class Credentials:
+    """How to log in: a password, explicit key files, and/or what `ssh` itself would use."""
+
     password: str | None = None
-    client_keys: Any = ()  # () = none; None = asyncssh's defaults (~/.ssh keys and the agent)
-    agent_path: Any = None  # None = none; () = $SSH_AUTH_SOCK
+    key_files: tuple[str, ...] = ()
+    ssh_defaults: bool = False  # ~/.ssh/id_* keys and the agent at $SSH_AUTH_SOCK
+
+    def asyncssh_options(self) -> dict[str, Any]:
+        # asyncssh reads "not given" (an empty tuple) as "use the defaults" and None as "none".
+        if self.key_files:
+            keys: Any = list(self.key_files)
+            agent: Any = None
+        elif self.ssh_defaults:
+            keys, agent = (), ()
+        else:
+            keys, agent = None, None
+        methods = ("publickey", "password") if keys is not None else ("password",)
+        return {"password": self.password, "client_keys": keys, "agent_path": agent,
+                "preferred_auth": methods}
 
 
 @dataclass
@@ -141,9 +156,7 @@ class AdminClient:
             conn = await asyncio.wait_for(asyncssh.connect(
                 target.host, target.port,
                 username=target.user,
-                password=credentials.password,
-                client_keys=credentials.client_keys,
-                agent_path=credentials.agent_path,
+                **credentials.asyncssh_options(),
                 known_hosts=(pinned, [], []),
                 client_factory=lambda: _Client(check),
                 connect_timeout=connect_timeout,
@@ -152,8 +165,6 @@ class AdminClient:
                 keepalive_count_max=KEEPALIVE_COUNT_MAX,
                 local_addr=local_addr,
                 config=None,
-                preferred_auth=("publickey", "password") if credentials.client_keys != ()
-                else ("password",),
             ), connect_timeout)
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
@@ -196,15 +207,16 @@ class AdminClient:
     def _dispatch(self, line: bytes) -> None:
         try:
             message = json.loads(line)
-        except ValueError:
-            return
+        except (ValueError, RecursionError):
+            return  # not an answer to anything we sent
         if not isinstance(message, dict):
             return
         if "method" in message and "id" not in message:
             for callback in self._notify:
                 callback(message["method"], message.get("params") or {})
             return
-        call = self._pending.pop(message.get("id"), None)  # type: ignore[arg-type]
+        msg_id = message.get("id")
+        call = self._pending.pop(msg_id, None) if isinstance(msg_id, int) else None
         if call is None or call.future.done():
             return
         future = call.future

@@ -13,7 +13,7 @@ from pathlib import Path
 import asyncssh
 import platformdirs
 
-from ..node.store import atomic_write
+from ..atomic import atomic_write
 
 
 class TrustPolicy(enum.Enum):
