@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from . import __version__
 from .commands import init as init_cmd
@@ -27,8 +28,16 @@ def _home_option(parser: argparse.ArgumentParser) -> None:
                         help="the node's home (default $MFT_HOME, else the user data dir)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors exit 64 (EX_USAGE), never 2: to `mft status` 2 means "unreachable"."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mft", description="mft: a managed-file-transfer cluster, run from the terminal.")
     parser.add_argument("--version", action="version", version=f"mft {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -179,8 +179,13 @@ def test_unknown_host_key_needs_consent(tmp_path: Path, served: Node) -> None:
 
 
 def test_bad_connect_target(tmp_path: Path) -> None:
+    # A usage error, not an unreachable node: monitoring must tell a typo from an outage.
     result = run_mft(tmp_path, "status", "--connect", "host:70000")
-    assert result.returncode == 2 and "--connect" in result.stderr and "65535" in result.stderr
+    assert result.returncode == 64 and "--connect" in result.stderr and "65535" in result.stderr
+    result = run_mft(tmp_path, "ipfilter", "list", "--connect", "host:70000")
+    assert result.returncode == 64
+    result = run_mft(tmp_path, "status")
+    assert result.returncode == 64 and "--connect" in result.stderr
 
 
 def test_password_file_option(tmp_path: Path, served: Node) -> None:
@@ -237,7 +242,7 @@ def test_ipfilter_bad_input_changes_nothing(tmp_path: Path, served: Node, args, 
 
 def test_ipfilter_action_is_validated_by_argparse(tmp_path: Path, served: Node) -> None:
     result = mft(tmp_path, served, "ipfilter", "add", "permit", "1.2.3.4")
-    assert result.returncode == 2 and "invalid choice: 'permit'" in result.stderr
+    assert result.returncode == 64 and "invalid choice: 'permit'" in result.stderr
 
 
 def test_confirmed_lockout_really_locks_out(tmp_path: Path, served: Node) -> None:
@@ -297,8 +302,12 @@ def test_key_login_with_identity(tmp_path: Path) -> None:
 def test_ctrl_c_stops_a_node_cleanly(tmp_path: Path) -> None:
     import signal
     node = start_node_process(tmp_path, "int-node", host="127.0.0.4")
-    node.process.send_signal(signal.SIGINT)
-    assert node.process.wait(timeout=10) == 0
+    try:
+        node.process.send_signal(signal.SIGINT)
+        assert node.process.wait(timeout=10) == 0
+    finally:
+        if node.process.poll() is None:
+            node.process.kill()
     log = node.log.read_text()
     assert "int-node: shutting down" in log and "admin service stopped" in log
     no_traceback(log)

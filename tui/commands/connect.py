@@ -6,13 +6,14 @@ import argparse
 import getpass
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from ..services.admin_client import AdminClient, Credentials
 from ..services.errors import UnknownHostKey
 from ..services.hostkeys import HostKeyStore, TrustPolicy, known_hosts_env_override
 from ..services.target import Target
-from .output import EXIT_UNREACHABLE, CommandError
+from .output import EXIT_UNREACHABLE, EXIT_USAGE, CommandError
 
 
 def add_connection_options(parser: argparse.ArgumentParser) -> None:
@@ -56,7 +57,7 @@ async def open_client(args: argparse.Namespace) -> AdminClient:
     try:
         target = Target.parse(args.connect)
     except ValueError as exc:
-        raise CommandError(f"--connect: {exc}") from None
+        raise CommandError(f"--connect: {exc}", EXIT_USAGE) from None
     store = HostKeyStore(args.known_hosts or known_hosts_env_override())
     policy = TrustPolicy.ACCEPT_NEW if args.accept_new else TrustPolicy.ASK
     password = _password(args)
@@ -75,7 +76,7 @@ async def open_client(args: argparse.Namespace) -> AdminClient:
         except Exception as exc:
             if (getattr(exc, "code", "") == "AUTH_FAILED" and password is None
                     and _interactive()):
-                password = getpass.getpass(f"Password for {target}: ")
+                password = _prompt(lambda: getpass.getpass(f"Password for {target}: "))
                 credentials = Credentials(password=password)
                 continue
             raise
@@ -89,10 +90,19 @@ def _interactive() -> bool:
 def _ask_host_key(exc: UnknownHostKey) -> str:
     print(f"The node {exc.host}:{exc.port} presents a host key not seen before:\n"
           f"  {exc.fingerprint}\n"
-          "Compare it with the fingerprint `mft status` shows on that node.",
+          "Compare it with the admin host key `mft init` printed on that node\n"
+          "(or `ssh-keygen -lf keys/admin_host_ed25519` in its home).",
           file=sys.stderr)
-    answer = input("Trust and pin this key? [y/N] ").strip().lower()
+    answer = _prompt(lambda: input("Trust and pin this key? [y/N] ")).strip().lower()
     if answer not in ("y", "yes"):
         raise CommandError("host key not accepted; nothing was changed", EXIT_UNREACHABLE,
                            exc.code)
     return exc.fingerprint
+
+
+def _prompt(ask: Callable[[], str]) -> str:
+    try:
+        return ask()
+    except EOFError:  # Ctrl-D: a plain "no"
+        print(file=sys.stderr)
+        raise CommandError("no answer given; nothing was changed", EXIT_UNREACHABLE) from None

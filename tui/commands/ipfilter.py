@@ -10,7 +10,7 @@ from typing import Any
 from ..model.ipfilter import ACTIONS, IpFilterError, Rule
 from ..protocol.rpc import LOCKOUT, RpcError
 from .connect import add_connection_options, open_client
-from .output import EXIT_FAILED, EXIT_OK, CommandError, print_json, table
+from .output import EXIT_FAILED, EXIT_OK, CommandError, print_json, safe, table
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -46,8 +46,8 @@ def _rules_table(result: dict[str, Any]) -> str:
     rows = [[str(r["number"]), r["action"], r["match"], r.get("note", "")]
             for r in result["rules"]]
     rows.append(["*", result["default"], "(everything else)", "default"])
-    return (f"site {result['site']} ({result['kind']}), config version {result['version']}\n"
-            + table(["#", "ACTION", "MATCH", "NOTE"], rows))
+    return (safe(f"site {result['site']} ({result['kind']}), config version "
+                 f"{result['version']}") + "\n" + table(["#", "ACTION", "MATCH", "NOTE"], rows))
 
 
 async def _edit(args: argparse.Namespace) -> dict[str, Any]:
@@ -97,9 +97,10 @@ def run(args: argparse.Namespace) -> int:
         print_json(result)
     elif args.verb == "test":
         verdict = "allowed" if result["allowed"] else "denied"
-        print(f"{result['address']}: {verdict} — {result['description']} (site {result['site']})")
+        print(safe(f"{result['address']}: {verdict} — {result['description']} "
+                   f"(site {result['site']})"))
     else:
-        if args.verb != "list":
+        if args.verb != "list":  # add and remove always change the list
             print(f"saved: config version {result['version']}", file=sys.stderr)
         print(_rules_table(result))
     return code

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import Any
 
@@ -19,8 +20,17 @@ class CommandError(Exception):
         self.code = code
 
 
+# Text from a node (names, notes, error messages, an SSH disconnect reason sent before any
+# authentication) must not be able to drive the admin's terminal with escape sequences.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def safe(text: object) -> str:
+    return _CONTROL.sub("?", str(text))
+
+
 def fail(message: str) -> None:
-    print(f"mft: {message}", file=sys.stderr)
+    print(f"mft: {safe(message)}", file=sys.stderr)
 
 
 def print_json(data: Any) -> None:
@@ -29,6 +39,7 @@ def print_json(data: Any) -> None:
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
+    rows = [[safe(cell) for cell in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
     for row in rows:

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..services.errors import ConnectError
 from .connect import add_connection_options, open_client
-from .output import EXIT_OK, EXIT_UNREACHABLE, CommandError, print_json, table
+from .output import EXIT_OK, EXIT_UNREACHABLE, CommandError, print_json, safe, table
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -28,10 +28,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         info = asyncio.run(_info(args))
     except (ConnectError, CommandError) as exc:
+        exit_code = EXIT_UNREACHABLE if isinstance(exc, ConnectError) else exc.exit_code
         if args.json:
             print_json({"reachable": False,
-                        "error": {"code": exc.code, "message": str(exc)}})
-        raise CommandError(str(exc), EXIT_UNREACHABLE, exc.code) from None
+                        "error": {"code": exc.code or "USAGE", "message": str(exc)}})
+        raise CommandError(str(exc), exit_code, exc.code) from None
     if args.json:
         print_json({"reachable": True, "node": info})
         return EXIT_OK
@@ -40,5 +41,6 @@ def run(args: argparse.Namespace) -> int:
         info["name"], info["address"], info["role"], cluster, str(info["epoch"]),
         str(info["version"]), info["software"],
     ]]))
-    print(f"\nconfig hash {info['config_hash'][:16]}  host key {info['admin_host_key_fingerprint']}")
+    print(safe(f"\nconfig hash {info['config_hash'][:16]}  "
+               f"host key {info['admin_host_key_fingerprint']}"))
     return EXIT_OK

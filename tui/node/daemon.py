@@ -32,11 +32,12 @@ async def serve(home: Path, admin_listen: str | None = None) -> None:
     state = NodeState(loaded)
     host, port = parse_listen(admin_listen or loaded.node.admin_listen, any_port=True)
     admin = AdminServer(state, host, port)
-    await admin.start()
+    # Handlers first: once the node says it listens, a signal must stop it cleanly.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    await admin.start()
     log.info("%s: node %s ready (role %s, config version %d)", state.node.name,
              state.node.node_id, state.role, state.cluster.version)
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from typing import Any
 
 import asyncssh
@@ -19,7 +20,7 @@ import asyncssh
 from .. import __version__
 from ..model.config import ADMIN_SITE
 from ..model.ipfilter import IpFilterError
-from ..model.passwords import dummy_hash, parse_hash
+from ..model.passwords import DEFAULT_LOG_N, dummy_hash, parse_hash
 from ..protocol.rpc import SUBSYSTEM
 from .admin_session import AdminSession
 from .auth import PasswordVerifier
@@ -37,6 +38,31 @@ KEEPALIVE_COUNT_MAX = 3
 # Refusals linger a few seconds to deliver their message; past this many at once the
 # rest are closed without a word, so a flood from denied addresses costs bounded memory.
 MAX_PENDING_REFUSALS = 256
+QUIET_LOG_INTERVAL_S = 10.0
+
+
+class QuietLog:
+    """At most one line per topic per interval, for events a flood can repeat endlessly."""
+
+    def __init__(self, logger: logging.Logger, interval_s: float):
+        self._logger = logger
+        self._interval_s = interval_s
+        self._last: dict[str, float] = {}
+
+    def _due(self, topic: str) -> bool:
+        now = time.monotonic()
+        if now - self._last.get(topic, -self._interval_s) < self._interval_s:
+            return False
+        self._last[topic] = now
+        return True
+
+    def info(self, topic: str, message: str, *args: object) -> None:
+        if self._due(topic):
+            self._logger.info(message, *args)
+
+    def warning(self, topic: str, message: str, *args: object) -> None:
+        if self._due(topic):
+            self._logger.warning(message, *args)
 SERVER_VERSION = f"mft_{__version__}"
 
 
@@ -135,13 +161,14 @@ class AdminServer:
         self._connections: set[asyncssh.SSHServerConnection] = set()
         self._options: asyncssh.SSHServerConnectionOptions | None = None
         self._refusals = 0
+        self._quiet_log = QuietLog(log, QUIET_LOG_INTERVAL_S)
 
     def _cost_of_admin_hashes(self) -> int:
-        """The dummy hash must cost what a real one does, or timing tells names apart."""
-        for user in self.state.cluster.users:
-            if user.site == ADMIN_SITE and user.password_hash:
-                return parse_hash(user.password_hash)[0]
-        return 17
+        """The dummy hash must cost what the dearest real one does, or timing tells names
+        apart."""
+        costs = [parse_hash(u.password_hash)[0] for u in self.state.cluster.users
+                 if u.site == ADMIN_SITE and u.password_hash]
+        return max(costs, default=DEFAULT_LOG_N)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -182,7 +209,7 @@ class AdminServer:
             try:
                 sock, addr = await loop.sock_accept(self._listener)
             except OSError as exc:  # e.g. EMFILE: back off instead of spinning
-                log.warning("%s: accept failed: %s", self.name, exc)
+                self._quiet_log.warning("accept", "%s: accept failed: %s", self.name, exc)
                 await asyncio.sleep(0.1)
                 continue
             self._spawn(self._admit_or_refuse(sock, addr[0]))
@@ -208,10 +235,13 @@ class AdminServer:
         if allowed:
             await self._hand_over(sock, address)
             return
-        log.info("%s: refused %s: %s", self.name, address, reason)
         if self._refusals >= MAX_PENDING_REFUSALS:
+            self._quiet_log.info("refusals", "%s: %d refusals pending; closing further "
+                                 "refused connections without a word", self.name,
+                                 self._refusals)
             sock.close()
             return
+        log.info("%s: refused %s: %s", self.name, address, reason)
         self._refusals += 1
         try:
             await refuse(sock, b"SSH-2.0-" + SERVER_VERSION.encode(), reason)
