@@ -48,8 +48,9 @@ async def test_config_get_never_returns_secrets(admin: AdminClient, node: Node) 
     assert "scrypt$" not in text
     assert "PRIVATE KEY" not in text
     users = result["config"]["users"]
-    assert users == [{"name": "admin", "site": "admin", "has_password": True,
+    assert users == [{"name": "admin", "site": "admin", "password_hash": "<redacted>",
                       "authorized_keys": [], "home": "", "read_only": False}]
+    assert result["config"]["file_service"] == {"host_keys": ["<redacted>"]}
     assert result["config_hash"] == node.state.config_hash
 
 

@@ -83,7 +83,7 @@ def test_init_refuses_an_existing_home_without_force(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("args, env, words", [
     (("--name", "bad name"), {}, "node name 'bad name' is not valid"),
-    (("--admin-password-file", "/nonexistent/pw"), {}, "cannot read /nonexistent/pw"),
+    (("--admin-password-file", "/nonexistent/pw"), {}, "cannot read the password file /nonexistent/pw"),
     ((), {"MFT_ADMIN_PASSWORD": "short"}, "at least 8"),
     (("--scrypt-log-n", "40"), {}, "--scrypt-log-n"),
 ])

@@ -88,8 +88,8 @@ def test_hash_changes_with_content_only() -> None:
 def test_public_view_drops_secrets() -> None:
     cfg = replace(base(), file_host_keys=("-----BEGIN OPENSSH PRIVATE KEY-----\nx\n",))
     view = public_cluster_dict(cfg)
-    assert "password_hash" not in view["users"][0] and view["users"][0]["has_password"]
-    assert view["file_service"] == {"host_key_count": 1}
+    assert view["users"][0]["password_hash"] == "<redacted>"
+    assert view["file_service"] == {"host_keys": ["<redacted>"]}
     assert "PRIVATE" not in repr(view) and HASH not in repr(view)
 
 
@@ -148,6 +148,9 @@ def test_bad_password_hash_is_located() -> None:
     (lambda d: d["sites"].pop(0), "sites", "kind 'admin'"),
     (lambda d: d["sites"].append(dict(d["sites"][1])), "sites[2].name", "duplicate"),
     (lambda d: d["users"].append(dict(d["users"][0])), "users[1].name", "duplicate"),
+    (lambda d: d["members"].extend([{"id": "m", "name": "a", "address": "h"},
+                                    {"id": "m", "name": "b", "address": "h"}]),
+     "members[1].id", "duplicate id 'm'"),
     (lambda d: d["users"][0].update(site="nowhere"), "users[0].site", "no site"),
     (lambda d: d["sites"][1].update(name="bad name!"), "sites[1].name", "not a valid name"),
     (lambda d: d["sites"][1].update(kind="ftp"), "sites[1].kind", "one of admin, file"),

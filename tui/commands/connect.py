@@ -13,7 +13,7 @@ from ..services.admin_client import AdminClient, Credentials
 from ..services.errors import UnknownHostKey
 from ..services.hostkeys import HostKeyStore, TrustPolicy, known_hosts_env_override
 from ..services.target import Target
-from .output import EXIT_UNREACHABLE, EXIT_USAGE, CommandError
+from .output import EXIT_UNREACHABLE, EXIT_USAGE, CommandError, read_password_file
 
 
 def add_connection_options(parser: argparse.ArgumentParser) -> None:
@@ -36,11 +36,7 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
 
 def _password(args: argparse.Namespace) -> str | None:
     if args.password_file:
-        try:
-            return args.password_file.read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
-            raise CommandError(f"cannot read the password file {args.password_file}: "
-                               f"{exc.strerror}") from None
+        return read_password_file(args.password_file)
     return os.environ.get("MFT_PASSWORD") or None
 
 

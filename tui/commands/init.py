@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..model.passwords import DEFAULT_LOG_N, MAX_LOG_N, MIN_LOG_N, generate_password
 from ..node.home import HomeError, init_home
-from .output import CommandError
+from .output import CommandError, read_password_file
 
 MIN_PASSWORD_LENGTH = 8
 
@@ -33,10 +33,7 @@ def add_parser(sub: argparse._SubParsersAction, home_option) -> None:  # type: i
 
 def _admin_password(args: argparse.Namespace) -> tuple[str, bool]:
     if args.admin_password_file:
-        try:
-            password = args.admin_password_file.read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
-            raise CommandError(f"cannot read {args.admin_password_file}: {exc.strerror}") from None
+        password = read_password_file(args.admin_password_file)
     elif os.environ.get("MFT_ADMIN_PASSWORD"):
         password = os.environ["MFT_ADMIN_PASSWORD"]
     else:

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 
 from ..model.codec import parse_listen
-from ..node.daemon import serve, setup_logging
+from ..node.daemon import ListenError, serve, setup_logging
 from ..node.home import HomeError
 from .output import CommandError
 
@@ -28,8 +28,6 @@ def run(args: argparse.Namespace) -> int:
     setup_logging()
     try:
         asyncio.run(serve(args.home, args.admin_listen))
-    except HomeError as exc:
+    except (HomeError, ListenError) as exc:
         raise CommandError(str(exc)) from None
-    except OSError as exc:
-        raise CommandError(f"cannot listen on the admin address: {exc.strerror or exc}") from None
     return 0

@@ -151,9 +151,9 @@ def _member(t: Table) -> Member:
 
 def _check_cluster(cfg: ClusterConfig, file: str) -> None:
     """Cross-record rules that no single table can check on its own."""
-    _unique(file, "sites", [s.name for s in cfg.sites])
-    _unique(file, "users", [u.name for u in cfg.users])
-    _unique(file, "members", [m.id for m in cfg.members])
+    _unique(file, "sites", "name", [s.name for s in cfg.sites])
+    _unique(file, "users", "name", [u.name for u in cfg.users])
+    _unique(file, "members", "id", [m.id for m in cfg.members])
     admin_sites = [s for s in cfg.sites if s.kind == "admin"]
     if len(admin_sites) != 1 or admin_sites[0].name != ADMIN_SITE:
         raise ConfigError(file, "sites", f"there must be exactly one site of kind 'admin', "
@@ -164,12 +164,12 @@ def _check_cluster(cfg: ClusterConfig, file: str) -> None:
             raise ConfigError(file, f"users[{i}].site", f"no site named {user.site!r}")
 
 
-def _unique(file: str, key: str, names: list[str]) -> None:
+def _unique(file: str, key: str, field: str, values: list[str]) -> None:
     seen: set[str] = set()
-    for i, name in enumerate(names):
-        if name in seen:
-            raise ConfigError(file, f"{key}[{i}].name", f"duplicate name {name!r}")
-        seen.add(name)
+    for i, value in enumerate(values):
+        if value in seen:
+            raise ConfigError(file, f"{key}[{i}].{field}", f"duplicate {field} {value!r}")
+        seen.add(value)
 
 
 def dumps_cluster(cfg: ClusterConfig) -> bytes:
@@ -186,34 +186,38 @@ def config_hash(cfg: ClusterConfig) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def public_cluster_dict(cfg: ClusterConfig) -> dict[str, Any]:
-    """The document without secrets: no password hashes, no private keys."""
-    data = cluster_to_dict(cfg)
-    for user in data["users"]:
-        user["has_password"] = bool(user.pop("password_hash"))
-    data["file_service"] = {"host_key_count": len(cfg.file_host_keys)}
-    return data
-
-
 REDACTED = "<redacted>"
 
 
-def redact_toml(data: bytes) -> bytes:
-    """A cluster.toml (or a backup of one) with password hashes and private keys blanked.
-
-    Text that does not parse is withheld whole rather than risk passing a secret through.
+def redact_secrets(doc: dict[str, Any]) -> dict[str, Any]:
+    """Blank every secret of a cluster document in place: the one place that knows which
+    fields are secret. The shape stays that of cluster.toml, so readers need no other schema.
     """
-    try:
-        doc = tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return b"# this file does not parse as TOML; its content is withheld\n"
-    for user in doc.get("users", []) if isinstance(doc.get("users"), list) else []:
+    users = doc.get("users")
+    for user in users if isinstance(users, list) else []:
         if isinstance(user, dict) and user.get("password_hash"):
             user["password_hash"] = REDACTED
     files = doc.get("file_service")
     if isinstance(files, dict) and isinstance(files.get("host_keys"), list):
         files["host_keys"] = [REDACTED for _ in files["host_keys"]]
-    return tomli_w.dumps(doc).encode("utf-8")
+    return doc
+
+
+def public_cluster_dict(cfg: ClusterConfig) -> dict[str, Any]:
+    """The document without secrets: no password hashes, no private keys."""
+    return redact_secrets(cluster_to_dict(cfg))
+
+
+def redact_toml(data: bytes) -> bytes:
+    """A cluster.toml (or a backup of one) with its secrets blanked.
+
+    Text that does not parse is withheld whole rather than risk passing a secret through.
+    """
+    try:
+        doc = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
+        return b"# this file does not parse as TOML; its content is withheld\n"
+    return tomli_w.dumps(redact_secrets(doc)).encode("utf-8")
 
 
 # -- node.toml ------------------------------------------------------------------------------

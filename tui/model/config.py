@@ -8,6 +8,7 @@ Changes are made with ``dataclasses.replace`` so a half-applied edit cannot exis
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 from .ipfilter import IpFilter, Rule, admin_default_filter
 
@@ -42,8 +43,9 @@ class Site:
     ip_default: str = "deny"
     rules: tuple[Rule, ...] = ()
 
-    @property
+    @cached_property
     def ipfilter(self) -> IpFilter:
+        # Built once per Site value: the node consults it on every accepted connection.
         return IpFilter(self.rules, self.ip_default)
 
 

@@ -16,6 +16,10 @@ from .state import NodeState
 log = logging.getLogger("mft.node")
 
 
+class ListenError(Exception):
+    """The admin address cannot be bound (in use, not local, not permitted)."""
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     """One line per event on stderr; asyncssh's own chatter only when it matters."""
     handler = logging.StreamHandler(sys.stderr)
@@ -37,7 +41,11 @@ async def serve(home: Path, admin_listen: str | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await admin.start()
+    try:
+        await admin.start()
+    except OSError as exc:
+        raise ListenError(f"cannot listen on the admin address {host}:{port}: "
+                          f"{exc.strerror or exc}") from None
     log.info("%s: node %s ready (role %s, config version %d)", state.node.name,
              state.node.node_id, state.role, state.cluster.version)
     try:

@@ -134,9 +134,12 @@ def load_home(path: Path) -> LoadedHome:
     if not home.node_file.exists():
         raise HomeError(f"{path} is not a node home (no {NODE_FILE}); create one with "
                         f"`mft init --home {path}`")
-    # Leftovers of a write that a crash interrupted; the real files are intact.
-    remove_stale_temp_files(path)
-    remove_stale_temp_files(home.backups)
+    try:
+        # Leftovers of a write that a crash interrupted; the real files are intact.
+        remove_stale_temp_files(path)
+        remove_stale_temp_files(home.backups)
+    except OSError as exc:
+        raise HomeError(f"{path}: cannot tidy the home: {exc.strerror or exc}") from None
     try:
         node = node_from_dict(home.node_store().load(), str(home.node_file))
         cluster = cluster_from_dict(home.cluster_store().load(), str(home.cluster_file))
@@ -147,7 +150,7 @@ def load_home(path: Path) -> LoadedHome:
         key = asyncssh.read_private_key(key_path)
     except (OSError, asyncssh.KeyImportError) as exc:
         raise HomeError(f"{key_path}: cannot read the admin host key: {exc}") from None
-    if key_path.stat().st_mode & 0o077:
+    if key_path.stat().st_mode & 0o077:  # read_private_key succeeded, so stat does too
         raise HomeError(f"{key_path}: the admin host key is readable by others; "
                         f"run `chmod 600 {key_path}`")
     return LoadedHome(home, node, cluster, key)

@@ -84,10 +84,6 @@ def request(msg_id: int, method: str, params: dict[str, Any] | None = None) -> d
     return {"jsonrpc": "2.0", "id": msg_id, "method": method, "params": params or {}}
 
 
-def notification(method: str, params: dict[str, Any]) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "method": method, "params": params}
-
-
 def result_response(msg_id: Any, result: Any) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": msg_id, "result": result}
 

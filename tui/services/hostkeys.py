@@ -65,16 +65,6 @@ class HostKeyStore:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         atomic_write(self.path, ("\n".join(kept + [entry]) + "\n").encode(), mode=0o600)
 
-    def forget(self, host: str, port: int) -> bool:
-        pattern = host_pattern(host, port)
-        lines = self._lines()
-        kept = [line for line in lines
-                if not line.split() or pattern not in line.split()[0].split(",")]
-        if len(kept) == len(lines):
-            return False
-        atomic_write(self.path, ("\n".join(kept) + "\n").encode() if kept else b"", mode=0o600)
-        return True
-
 
 def known_hosts_env_override() -> Path | None:
     value = os.environ.get("MFT_KNOWN_HOSTS")
