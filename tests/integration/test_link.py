@@ -25,7 +25,7 @@ async def test_a_frozen_node_times_the_call_out(node_process: Node, tmp_path: Pa
         finally:
             node_process.process.send_signal(signal.SIGCONT)
         waited = time.monotonic() - started
-        assert 1.0 <= waited < 3.0
+        assert 1.0 <= waited < 10  # its own 1 s timeout, not the 30 s default
         assert "did not answer node.info within 1 s" in str(err.value)
         # The link itself is fine: once the node runs again, calls are answered.
         assert (await client.call("node.info", timeout=10))["name"] == "p1"
@@ -44,7 +44,7 @@ async def test_a_killed_node_fails_pending_calls_at_once(node_process: Node,
         started = time.monotonic()
         with pytest.raises(LinkLost) as err:
             await pending
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < 10  # at once, not at the call's 30 s timeout
         assert "lost the link" in str(err.value)
         assert not client.connected
         with pytest.raises(LinkLost):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -49,3 +51,68 @@ def test_protocol_needs_no_ssh_library() -> None:
 def test_the_store_is_stdlib_only() -> None:
     loaded = top_level(loaded_after("tui.node.store"))
     assert not {"textual", "asyncssh", "tomli_w", "platformdirs"} & loaded
+
+
+# Which parts of mft each layer may import (by source, so every module is covered, not
+# only those a given import happens to load).
+ALLOWED_INTERNAL = {
+    "tui.model": {"tui.model"},
+    "tui.protocol": {"tui.protocol"},
+    "tui.atomic": set(),
+    "tui.node": {"tui", "tui.model", "tui.protocol", "tui.atomic", "tui.node"},
+    "tui.services": {"tui.model", "tui.protocol", "tui.atomic", "tui.services"},
+    "tui.commands": {"tui", "tui.model", "tui.protocol", "tui.services", "tui.node",
+                     "tui.commands"},
+}
+FORBIDDEN_EXTERNAL = {
+    "tui.model": {"asyncssh", "textual", "asyncio", "socket", "platformdirs"},
+    "tui.protocol": {"asyncssh", "textual"},
+    "tui.atomic": {"asyncssh", "textual", "tomli_w"},
+    "tui.node": {"textual"},
+    "tui.services": {"textual"},
+    "tui.commands": {"textual", "asyncssh"},  # commands reach nodes through services
+}
+
+
+def _imports(path: Path, module: str) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    found: set[str] = set()
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[:len(base) - node.level + 1]
+                found.add(".".join(base + ([node.module] if node.module else [])))
+            else:
+                found.add(node.module or "")
+    return found
+
+
+def _layer(module: str) -> str | None:
+    return next((layer for layer in ALLOWED_INTERNAL
+                 if module == layer or module.startswith(layer + ".")), None)
+
+
+def test_every_module_keeps_to_its_layer() -> None:
+    problems = []
+    checked = 0
+    for path in sorted((REPO / "tui").rglob("*.py")):
+        module = ".".join(path.relative_to(REPO).with_suffix("").parts)
+        module = module.removesuffix(".__init__")
+        layer = _layer(module)
+        if layer is None:
+            continue
+        checked += 1
+        for imported in _imports(path, module):
+            top = imported.split(".")[0]
+            if top == "tui":
+                target = _layer(imported) or imported
+                if target not in ALLOWED_INTERNAL[layer]:
+                    problems.append(f"{module} imports {imported}")
+            elif top in FORBIDDEN_EXTERNAL[layer]:
+                problems.append(f"{module} imports {imported}")
+    assert checked >= 25
+    assert problems == []

@@ -27,5 +27,10 @@ class PasswordVerifier:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._pool, verify_password, password, encoded)
 
+    @property
+    def in_use(self) -> int:
+        """Password checks running or waiting for a thread now."""
+        return self.max_pending - self._slots._value
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
