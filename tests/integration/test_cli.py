@@ -272,18 +272,11 @@ def test_init_keep_existing_is_idempotent(tmp_path: Path) -> None:
 
 def test_key_login_with_identity(tmp_path: Path) -> None:
     import asyncssh
-    import tomli_w
-
-    from tests.support import make_home
     key = asyncssh.generate_private_key("ssh-ed25519")
     key_file = tmp_path / "id_admin"
     key_file.write_bytes(key.export_private_key())
     key_file.chmod(0o600)
-    home = make_home(tmp_path / "keyed", "keyed")
-    doc = tomllib.loads((home / "cluster.toml").read_text())
-    doc["users"][0]["authorized_keys"] = [key.export_public_key().decode().strip()]
-    (home / "cluster.toml").write_text(tomli_w.dumps(doc))
-    node = start_node_process(tmp_path, host="127.0.0.4", home=home)
+    node = _keyed_node(tmp_path, key)
     try:
         result = run_mft(tmp_path, "status", "--connect", node.connect, "--accept-new",
                          "--identity", str(key_file))
