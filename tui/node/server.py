@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import time
 from typing import Any
 
 import asyncssh
@@ -25,6 +24,7 @@ from ..protocol.rpc import SUBSYSTEM
 from .admin_session import AdminSession
 from .auth import PasswordVerifier
 from .gate import refuse
+from .quietlog import QuietLog
 from .methods import CallContext
 from .sftp_view import ConfigView
 from .state import NodeState
@@ -39,30 +39,6 @@ KEEPALIVE_COUNT_MAX = 3
 # rest are closed without a word, so a flood from denied addresses costs bounded memory.
 MAX_PENDING_REFUSALS = 256
 QUIET_LOG_INTERVAL_S = 10.0
-
-
-class QuietLog:
-    """At most one line per topic per interval, for events a flood can repeat endlessly."""
-
-    def __init__(self, logger: logging.Logger, interval_s: float):
-        self._logger = logger
-        self._interval_s = interval_s
-        self._last: dict[str, float] = {}
-
-    def _due(self, topic: str) -> bool:
-        now = time.monotonic()
-        if now - self._last.get(topic, -self._interval_s) < self._interval_s:
-            return False
-        self._last[topic] = now
-        return True
-
-    def info(self, topic: str, message: str, *args: object) -> None:
-        if self._due(topic):
-            self._logger.info(message, *args)
-
-    def warning(self, topic: str, message: str, *args: object) -> None:
-        if self._due(topic):
-            self._logger.warning(message, *args)
 SERVER_VERSION = f"mft_{__version__}"
 
 
