@@ -260,6 +260,7 @@ class AdminServer:
     async def stop(self) -> None:
         if self._accept_task:
             self._accept_task.cancel()
+            await asyncio.gather(self._accept_task, return_exceptions=True)
         if self._listener:
             self._listener.close()
         for conn in list(self._connections):
@@ -267,5 +268,7 @@ class AdminServer:
         for task in list(self._conn_tasks):
             task.cancel()
         await asyncio.gather(*self._conn_tasks, return_exceptions=True)
+        # A configuration write already under way finishes before the process exits.
+        await self.state.settled()
         self.verifier.close()
         log.info("%s: admin service stopped", self.name)

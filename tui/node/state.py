@@ -87,6 +87,11 @@ class NodeState:
         log.info("%s: config version %d: %s (by %s)", self.node.name, new.version, summary,
                  actor)
 
+    async def settled(self) -> None:
+        """Return once no change is in progress."""
+        async with self._lock:
+            return
+
     def info(self) -> dict:
         cfg = self._cluster
         return {
