@@ -9,8 +9,7 @@ import pytest
 
 from tests.support import CONSOLE_ADDRESS, Node, connect, make_home, start_node_process, stop_node_process
 from tui.node.home import load_home
-from tui.node.server import AdminServer
-from tui.node.state import NodeState
+from tui.node.daemon import Node as NodeServices
 from tui.services.admin_client import AdminClient
 
 
@@ -19,11 +18,11 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
     """A real node (asyncssh admin server) on 127.0.0.2, running in the test's event loop."""
 
     home = make_home(tmp_path / "node")
-    server = AdminServer(NodeState(load_home(home)), "127.0.0.2", 0)
-    await server.start()
-    host, port = server.address
-    yield Node(home, host, port, server=server)
-    await server.stop()
+    running = NodeServices(load_home(home), "127.0.0.2", 0)
+    await running.start()
+    host, port = running.admin.address
+    yield Node(home, host, port, server=running.admin, extra={"services": running})
+    await running.stop()
 
 
 @pytest.fixture

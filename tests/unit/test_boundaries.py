@@ -59,7 +59,8 @@ ALLOWED_INTERNAL = {
     "tui.model": {"tui.model"},
     "tui.protocol": {"tui.protocol"},
     "tui.atomic": set(),
-    "tui.node": {"tui", "tui.model", "tui.protocol", "tui.atomic", "tui.node"},
+    # A node talks to other members as a client of the same protocol.
+    "tui.node": {"tui", "tui.model", "tui.protocol", "tui.atomic", "tui.node", "tui.services"},
     "tui.services": {"tui.model", "tui.protocol", "tui.atomic", "tui.services"},
     "tui.commands": {"tui", "tui.model", "tui.protocol", "tui.services", "tui.node",
                      "tui.commands"},

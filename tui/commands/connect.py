@@ -42,7 +42,7 @@ def _password(args: argparse.Namespace) -> str | None:
 
 def _credentials(args: argparse.Namespace, password: str | None) -> Credentials:
     if args.identity:
-        return Credentials(password=password, key_files=tuple(str(p) for p in args.identity))
+        return Credentials(password=password, keys=tuple(str(p) for p in args.identity))
     if password is not None:
         return Credentials(password=password)
     # No password given: the user's SSH keys and agent, as `ssh` would use them.

@@ -13,6 +13,8 @@ from functools import cached_property
 from .ipfilter import IpFilter, Rule, admin_default_filter
 
 ADMIN_SITE = "admin"
+# The Admin Site user whose key (the cluster key) members use to talk to each other.
+CLUSTER_USER = "mft-cluster"
 DEFAULT_FILE_SITE = "default"
 ADMIN_PORT = 14983
 ROLES = ("standalone", "primary", "secondary")
@@ -90,6 +92,25 @@ class ClusterConfig:
 
     def user(self, name: str) -> User | None:
         return next((u for u in self.users if u.name == name), None)
+
+    def member(self, member_id: str) -> Member | None:
+        return next((m for m in self.members if m.id == member_id), None)
+
+    @property
+    def primary(self) -> Member | None:
+        return next((m for m in self.members if m.role == "primary"), None)
+
+    def with_member(self, new: Member) -> "ClusterConfig":
+        """Replace the member with the same id in place, or append a new one."""
+        if self.member(new.id) is None:
+            return replace(self, members=self.members + (new,))
+        return replace(self, members=tuple(new if m.id == new.id else m for m in self.members))
+
+    def with_user(self, new: User) -> "ClusterConfig":
+        """Replace the user with the same name in place, or append a new one."""
+        if self.user(new.name) is None:
+            return replace(self, users=self.users + (new,))
+        return replace(self, users=tuple(new if u.name == new.name else u for u in self.users))
 
     def with_site(self, new: Site) -> "ClusterConfig":
         return replace(self, sites=tuple(new if s.name == new.name else s for s in self.sites))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from typing import Any
 
 import asyncssh
@@ -26,6 +27,7 @@ from ..protocol.rpc import (
     RpcError,
     encode,
     error_response,
+    notification,
     parse_message,
     result_response,
 )
@@ -42,7 +44,7 @@ DRAIN_ABOVE_BYTES = 1024 * 1024
 class AdminSession:
     def __init__(self, process: asyncssh.SSHServerProcess, ctx: CallContext):
         self.process = process
-        self.ctx = ctx
+        self.ctx = replace(ctx, notify=self._notify)
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -125,6 +127,9 @@ class AdminSession:
     async def _answer_error(self, is_notification: bool, msg_id: Any, error: RpcError) -> None:
         if not is_notification:
             await self._send(error_response(msg_id, error))
+
+    async def _notify(self, method: str, params: dict[str, Any]) -> None:
+        await self._send(notification(method, params))
 
     async def _send(self, message: dict[str, Any]) -> None:
         try:

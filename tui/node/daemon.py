@@ -9,8 +9,11 @@ import sys
 from pathlib import Path
 
 from ..model.codec import parse_listen
-from .home import load_home
+from .home import LoadedHome, load_home
+from .cluster_methods import ClusterRuntime
+from .registration import Registration
 from .server import AdminServer
+from .sync import SyncEngine
 from .state import NodeState
 
 log = logging.getLogger("mft.node")
@@ -31,25 +34,46 @@ def setup_logging(level: int = logging.INFO) -> None:
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
 
+class Node:
+    """One node's services, wired together: the admin server and the cluster machinery."""
+
+    def __init__(self, loaded: LoadedHome, host: str, port: int):
+        self.state = NodeState(loaded)
+        self.engine = SyncEngine(self.state)
+        self.runtime = ClusterRuntime(self.engine, Registration(self.state, self.engine, port))
+        self.admin = AdminServer(self.state, host, port, cluster=self.runtime)
+
+    async def start(self) -> None:
+        try:
+            await self.admin.start()
+        except OSError as exc:
+            host, port = self.admin.host, self.admin.port
+            raise ListenError(f"cannot listen on the admin address {host}:{port}: "
+                              f"{exc.strerror or exc}") from None
+        self.runtime.registration.admin_port = self.admin.address[1]
+        if self.state.role == "primary":
+            self.engine.start()
+        node = self.state.node
+        log.info("%s: node %s ready (role %s, config version %d)", node.name, node.node_id,
+                 self.state.role, self.state.cluster.version)
+
+    async def stop(self) -> None:
+        await self.engine.stop()
+        await self.admin.stop()
+
+
 async def serve(home: Path, admin_listen: str | None = None) -> None:
     loaded = load_home(home)
-    state = NodeState(loaded)
     host, port = parse_listen(admin_listen or loaded.node.admin_listen, any_port=True)
-    admin = AdminServer(state, host, port)
+    node = Node(loaded, host, port)
     # Handlers first: once the node says it listens, a signal must stop it cleanly.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    try:
-        await admin.start()
-    except OSError as exc:
-        raise ListenError(f"cannot listen on the admin address {host}:{port}: "
-                          f"{exc.strerror or exc}") from None
-    log.info("%s: node %s ready (role %s, config version %d)", state.node.name,
-             state.node.node_id, state.role, state.cluster.version)
+    await node.start()
     try:
         await stop.wait()
     finally:
-        log.info("%s: shutting down", state.node.name)
-        await admin.stop()
+        log.info("%s: shutting down", node.state.node.name)
+        await node.stop()

@@ -17,11 +17,19 @@ from ..protocol.rpc import INVALID_PARAMS, LOCKOUT, NOT_FOUND, Params, RpcError
 from .state import NodeState
 
 
+async def _no_notifications(method: str, params: dict[str, Any]) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class CallContext:
     state: NodeState
     peer_address: str
     username: str
+    # Sends a notification to the caller (progress of a long call); set by the session.
+    notify: Callable[[str, dict[str, Any]], Awaitable[None]] = _no_notifications
+    # The node's cluster machinery (registration, sync engine); None on a bare node.
+    cluster: Any = None
 
 
 Method = Callable[[CallContext, Params], Awaitable[Any]]

@@ -21,6 +21,7 @@ from ..model.config import ADMIN_SITE
 from ..model.ipfilter import IpFilterError
 from ..model.passwords import DEFAULT_LOG_N, dummy_hash, parse_hash
 from ..protocol.rpc import SUBSYSTEM
+from . import cluster_methods, membership  # noqa: F401  (they register their methods)
 from .admin_session import AdminSession
 from .auth import PasswordVerifier
 from .gate import refuse
@@ -124,8 +125,9 @@ class AdminSSHServer(asyncssh.SSHServer):
 class AdminServer:
     """Listens on the admin address and runs every accepted connection to its end."""
 
-    def __init__(self, state: NodeState, host: str, port: int):
+    def __init__(self, state: NodeState, host: str, port: int, cluster: Any = None):
         self.state = state
+        self.cluster = cluster
         self.host = host
         self.port = port
         self.name = state.node.name
@@ -251,7 +253,7 @@ class AdminServer:
                                  f"'{SUBSYSTEM}' or 'sftp'\n".encode())
             process.exit(1)
             return
-        ctx = CallContext(self.state, server.peer, server.username)
+        ctx = CallContext(self.state, server.peer, server.username, cluster=self.cluster)
         try:
             await AdminSession(process, ctx).run()
         finally:

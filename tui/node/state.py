@@ -11,12 +11,20 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from .. import __version__
-from ..model.codec import cluster_from_dict, cluster_to_dict, config_hash, dumps_cluster
+from ..atomic import atomic_write
+from ..model.codec import (
+    cluster_from_dict,
+    cluster_to_dict,
+    config_hash,
+    dumps_cluster,
+    dumps_node,
+)
 from ..model.config import ClusterConfig, NodeConfig
 from ..model.validate import ConfigError
-from ..protocol.rpc import CONFLICT, INVALID_PARAMS, PROTOCOL_VERSION, RpcError
+from ..protocol.rpc import CONFLICT, INVALID_PARAMS, NOT_PRIMARY, PROTOCOL_VERSION, RpcError
 from .home import Home, LoadedHome
 
 log = logging.getLogger("mft.node")
@@ -31,6 +39,7 @@ class NodeState:
         self._cluster = loaded.cluster
         self._hash = config_hash(loaded.cluster)
         self._lock = asyncio.Lock()
+        self._listeners: list[Callable[[ClusterConfig], None]] = []
         self._store = self.home.cluster_store()
         self.started = time.monotonic()
 
@@ -56,6 +65,7 @@ class NodeState:
         """
         async with self._lock:
             current = self._cluster
+            self._refuse_on_secondary()
             if base_version is not None and base_version != current.version:
                 raise RpcError(CONFLICT, f"the configuration changed since you read it "
                                          f"(you had version {base_version}, it is now "
@@ -70,15 +80,18 @@ class NodeState:
                 cluster_from_dict(cluster_to_dict(new))
             except ConfigError as exc:
                 raise RpcError(INVALID_PARAMS, exc.problem, {"field": exc.key}) from None
-            # Once the write has started, memory must follow the disk, and the lock must
-            # be held until it has, even if the caller gives up (a timeout, a hang-up).
-            commit = asyncio.ensure_future(self._commit(new, actor, summary))
-            try:
-                await asyncio.shield(commit)
-            except asyncio.CancelledError:
-                await asyncio.wait([commit])
-                raise
+            await self._commit_under_lock(new, actor, summary)
             return new
+
+    async def _commit_under_lock(self, new: ClusterConfig, actor: str, summary: str) -> None:
+        # Once the write has started, memory must follow the disk, and the lock must be
+        # held until it has, even if the caller gives up (a timeout, a hang-up).
+        commit = asyncio.ensure_future(self._commit(new, actor, summary))
+        try:
+            await asyncio.shield(commit)
+        except asyncio.CancelledError:
+            await asyncio.wait([commit])
+            raise
 
     async def _commit(self, new: ClusterConfig, actor: str, summary: str) -> None:
         await asyncio.to_thread(self._store.replace, dumps_cluster(new))
@@ -86,6 +99,42 @@ class NodeState:
         self._hash = config_hash(new)
         log.info("%s: config version %d: %s (by %s)", self.node.name, new.version, summary,
                  actor)
+        for listener in list(self._listeners):
+            listener(new)
+
+    def on_change(self, listener: Callable[[ClusterConfig], None]) -> None:
+        """Call ``listener`` with every new document, once it is on disk."""
+        self._listeners.append(listener)
+
+    def _refuse_on_secondary(self) -> None:
+        if self.node.role != "secondary":
+            return
+        primary = self._cluster.primary
+        where = (f"{primary.name} ({primary.address}:{primary.admin_port})" if primary
+                 else "the primary")
+        raise RpcError(NOT_PRIMARY, f"this node is a secondary: its configuration comes from "
+                                    f"the primary; make the change on {where}",
+                       {"primary": primary.name if primary else None,
+                        "address": f"{primary.address}:{primary.admin_port}" if primary
+                        else None})
+
+    async def apply(self, new: ClusterConfig, *, actor: str, summary: str,
+                    check: Callable[[ClusterConfig], None] | None = None) -> None:
+        """Store ``new`` exactly as given (no version bump): a document from the primary.
+
+        ``check`` sees the current document under the lock and raises to refuse.
+        """
+        async with self._lock:
+            if check is not None:
+                check(self._cluster)
+            await self._commit_under_lock(new, actor, summary)
+
+    async def set_role(self, role: str) -> None:
+        """Record the node's role in node.toml (atomically) and in memory."""
+        node = replace(self.node, role=role)
+        await asyncio.to_thread(atomic_write, self.home.node_file, dumps_node(node))
+        self.node = node
+        log.info("%s: role is now %s", node.name, role)
 
     async def settled(self) -> None:
         """Return once no change is in progress."""

@@ -26,6 +26,13 @@ MESSAGE_TOO_LARGE = -32001
 LOCKOUT = -32010
 CONFLICT = -32011
 NOT_FOUND = -32012
+NOT_PRIMARY = -32014
+STALE_EPOCH = -32015
+STALE_VERSION = -32016
+ALREADY_MEMBER = -32017
+HASH_MISMATCH = -32018
+FORBIDDEN = -32019
+REGISTRATION_FAILED = -32020
 
 ERROR_NAMES = {
     PARSE_ERROR: "PARSE_ERROR",
@@ -37,6 +44,13 @@ ERROR_NAMES = {
     LOCKOUT: "LOCKOUT",
     CONFLICT: "CONFLICT",
     NOT_FOUND: "NOT_FOUND",
+    NOT_PRIMARY: "NOT_PRIMARY",
+    STALE_EPOCH: "STALE_EPOCH",
+    STALE_VERSION: "STALE_VERSION",
+    ALREADY_MEMBER: "ALREADY_MEMBER",
+    HASH_MISMATCH: "HASH_MISMATCH",
+    FORBIDDEN: "FORBIDDEN",
+    REGISTRATION_FAILED: "REGISTRATION_FAILED",
 }
 
 
@@ -82,6 +96,10 @@ def encode(message: dict[str, Any]) -> bytes:
 
 def request(msg_id: int, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": msg_id, "method": method, "params": params or {}}
+
+
+def notification(method: str, params: dict[str, Any]) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "method": method, "params": params}
 
 
 def result_response(msg_id: Any, result: Any) -> dict[str, Any]:

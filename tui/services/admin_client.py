@@ -51,13 +51,13 @@ class Credentials:
     """How to log in: a password, explicit key files, and/or what `ssh` itself would use."""
 
     password: str | None = None
-    key_files: tuple[str, ...] = ()
+    keys: tuple[Any, ...] = ()  # private key files, or keys already loaded
     ssh_defaults: bool = False  # ~/.ssh/id_* keys and the agent at $SSH_AUTH_SOCK
 
     def asyncssh_options(self) -> dict[str, Any]:
         # asyncssh reads "not given" (an empty tuple) as "use the defaults" and None as "none".
-        if self.key_files:
-            keys: Any = list(self.key_files)
+        if self.keys:
+            keys: Any = list(self.keys)
             agent: Any = None
         elif self.ssh_defaults:
             keys, agent = (), ()
@@ -88,6 +88,8 @@ class _HostKeyCheck:
             return False
         if self.policy is TrustPolicy.ACCEPT_NEW or self.accept_fingerprint == presented:
             self.store.pin(host, port, key)
+            return True
+        if self.policy is TrustPolicy.SHOW:
             return True
         self.problem = UnknownHostKey(host, port, presented)
         return False

@@ -20,6 +20,7 @@ class TrustPolicy(enum.Enum):
     ASK = "ask"  # fail with UnknownHostKey; the caller asks the admin and retries
     ACCEPT_NEW = "accept-new"  # pin an unknown key at once (never a changed one)
     REFUSE = "refuse"  # only pinned keys
+    SHOW = "show"  # accept an unknown key for this connection only, pinning nothing (a preview)
 
 
 def default_known_hosts() -> Path:

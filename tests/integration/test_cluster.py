@@ -1,0 +1,138 @@
+"""Clustering with real nodes on 127.0.0.x: registration, diagnosis, and sync."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import ADMIN_PASSWORD, Node, connect, make_home
+from tui.node.daemon import Node as NodeServices
+from tui.node.home import load_home
+from tui.protocol.rpc import NOT_PRIMARY, REGISTRATION_FAILED, RpcError
+from tui.services.admin_client import AdminClient
+
+
+async def start(tmp_path: Path, name: str, host: str) -> Node:
+    home = make_home(tmp_path / name, name)
+    services = NodeServices(load_home(home), host, 0)
+    await services.start()
+    return Node(home, *services.admin.address, server=services.admin,
+                extra={"services": services})
+
+
+@pytest.fixture
+async def trio(tmp_path: Path) -> AsyncIterator[list[Node]]:
+    nodes = [await start(tmp_path, f"node-{i}", f"127.0.0.{i + 2}") for i in range(3)]
+    yield nodes
+    for node in nodes:
+        await node.extra["services"].stop()
+
+
+async def add(primary: AdminClient, node: Node) -> tuple[dict, list[dict]]:
+    steps: list[dict] = []
+    primary.on_notification(lambda method, params: steps.append(params))
+    preview = await primary.call("cluster.servers.preview", {
+        "host": node.host, "port": node.port, "password": ADMIN_PASSWORD})
+    result = await primary.call("cluster.servers.add", {
+        "host": node.host, "port": node.port, "password": ADMIN_PASSWORD,
+        "fingerprint": preview["fingerprint"]}, timeout=30)
+    return result, steps
+
+
+async def wait_until(predicate, timeout: float = 5.0) -> None:
+    for _ in range(int(timeout / 0.02)):
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not reached in time")
+
+
+async def test_preview_changes_nothing(trio: list[Node], tmp_path: Path) -> None:
+    primary, second, _ = trio
+    before = (second.home / "cluster.toml").read_bytes()
+    async with await connect(primary, tmp_path) as client:
+        preview = await client.call("cluster.servers.preview", {
+            "host": second.host, "port": second.port, "password": ADMIN_PASSWORD})
+    assert preview["name"] == "node-1" and preview["role"] == "standalone"
+    assert preview["fingerprint"] == second.state.admin_host_key_fingerprint
+    assert preview["config"]["users"] == 1 and "overwritten" in preview["warning"]
+    assert (second.home / "cluster.toml").read_bytes() == before
+    assert primary.state.role == "standalone" and primary.state.cluster.cluster_id == ""
+
+
+async def test_two_secondaries_join_and_follow_changes(trio: list[Node], tmp_path: Path) -> None:
+    primary, second, third = trio
+    async with await connect(primary, tmp_path) as client:
+        result, steps = await add(client, second)
+        assert [s["step"] for s in steps] == [
+            "connect", "authenticate", "check versions", "check membership", "back up",
+            "install cluster key", "push configuration", "verify hash", "record member"]
+        assert all(s["status"] == "ok" for s in steps)
+        assert primary.state.role == "primary" and second.state.role == "secondary"
+        cluster_id = primary.state.cluster.cluster_id
+        assert cluster_id and result["cluster_id"] == cluster_id
+        await add(client, third)
+        await wait_until(lambda: third.state.config_hash == primary.state.config_hash
+                         and second.state.config_hash == primary.state.config_hash)
+        # A change on the primary reaches every secondary.
+        rules = (await client.call("ipfilter.get"))["rules"]
+        rules = [{"action": "allow", "match": "203.0.113.7"}] + [
+            {k: v for k, v in r.items() if k != "number"} for r in rules]
+        await client.call("ipfilter.set", {"rules": rules})
+        await wait_until(lambda: all(n.state.cluster.site("admin").rules[0].match
+                                     == "203.0.113.7" for n in (second, third)), 2.0)
+        listing = await client.call("cluster.servers.list")
+        assert {s["name"] for s in listing["servers"]} == {"node-0", "node-1", "node-2"}
+        await wait_until(lambda: True)
+        await client.call("cluster.sync.now")
+        listing = await client.call("cluster.servers.list")
+        for server in listing["servers"]:
+            assert server["in_sync"] and server["version"] == primary.state.cluster.version
+    # Secondaries refuse edits and name the primary.
+    async with await connect(second, tmp_path) as client:
+        with pytest.raises(RpcError) as err:
+            await client.call("ipfilter.set", {"rules": rules})
+        assert err.value.code == NOT_PRIMARY and "node-0" in err.value.message
+    # Node-local settings are never overwritten by a push.
+    assert load_home(second.home).node.name == "node-1"
+
+
+async def test_wrong_password_changes_nothing(trio: list[Node], tmp_path: Path) -> None:
+    primary, second, _ = trio
+    before = (second.home / "cluster.toml").read_bytes()
+    async with await connect(primary, tmp_path) as client:
+        preview = await client.call("cluster.servers.preview", {
+            "host": second.host, "port": second.port, "password": ADMIN_PASSWORD})
+        steps: list[dict] = []
+        client.on_notification(lambda method, params: steps.append(params))
+        with pytest.raises(RpcError) as err:
+            await client.call("cluster.servers.add", {
+                "host": second.host, "port": second.port, "password": "wrong",
+                "fingerprint": preview["fingerprint"]})
+    assert err.value.code == REGISTRATION_FAILED
+    assert err.value.data["step"] == "authenticate"
+    assert err.value.data["diagnosis"] == "AUTH_FAILED"
+    assert steps[-1]["status"] == "failed" and steps[-1]["step"] == "authenticate"
+    assert (second.home / "cluster.toml").read_bytes() == before
+    assert primary.state.role == "standalone"
+
+
+async def test_sync_off_stays_behind_and_catches_up(trio: list[Node], tmp_path: Path) -> None:
+    primary, second, third = trio
+    async with await connect(primary, tmp_path) as client:
+        await add(client, second)
+        await add(client, third)
+        await client.call("cluster.servers.set", {"name": "node-1", "sync_enabled": False})
+        await wait_until(lambda: third.state.cluster.member(second.state.node.node_id)
+                         .sync_enabled is False)
+        held = second.state.cluster.version
+        await client.call("cluster.sync.set", {"interval_s": 120})
+        await wait_until(lambda: third.state.cluster.sync.interval_s == 120)
+        await asyncio.sleep(0.3)
+        assert second.state.cluster.version == held
+        await client.call("cluster.servers.set", {"name": "node-1", "sync_enabled": True})
+        await wait_until(lambda: second.state.config_hash == primary.state.config_hash)
+        assert second.state.cluster.sync.interval_s == 120

@@ -1,0 +1,249 @@
+"""The primary's sync engine: every member gets the whole cluster document, kept current.
+
+Pushes happen on every change (debounced), at every interval (reconciliation) and on
+demand. Each member has one worker and one persistent, keepalive'd connection made with
+the cluster key; pushes run concurrently up to a cap; a failure retries with backoff and
+jitter, and any new trigger retries at once, so a member that comes back catches up
+immediately. A STALE_EPOCH answer means another node was promoted: this node stops
+pushing altogether (fencing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from ..model.codec import config_hash, dumps_cluster
+from ..model.config import CLUSTER_USER, ClusterConfig, Member
+from ..protocol.rpc import STALE_EPOCH, RpcError
+from ..services.admin_client import AdminClient, Credentials
+from ..services.errors import ConnectError
+from ..services.hostkeys import HostKeyStore, TrustPolicy
+from ..services.target import Target
+from . import cluster_key
+from .state import NodeState
+
+log = logging.getLogger("mft.node")
+
+DEBOUNCE_S = 0.05
+MAX_PUSHES_IN_FLIGHT = 16
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 30.0
+PUSH_TIMEOUT_S = 30.0
+CONNECT_TIMEOUT_S = 5.0
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds").replace(
+        "+00:00", "Z")
+
+
+@dataclass
+class MemberStatus:
+    last_synchronized: str | None = None
+    version_held: int | None = None
+    epoch_held: int | None = None
+    hash_held: str | None = None
+    last_error: str | None = None
+    consecutive_failures: int = 0
+
+
+class MemberWorker:
+    def __init__(self, engine: "SyncEngine", member: Member):
+        self.engine = engine
+        self.member = member
+        self.status = MemberStatus()
+        self.wanted = asyncio.Event()
+        self.synced = asyncio.Event()  # set whenever the member holds the current document
+        self._client: AdminClient | None = None
+        self._task = asyncio.create_task(self._run(), name=f"sync-{member.name}")
+
+    async def _run(self) -> None:
+        while True:
+            await self.wanted.wait()
+            self.wanted.clear()
+            if self.engine.fenced or not self._enabled():
+                continue
+            if await self._push():
+                continue
+            # Back off, but let any new trigger (a change, "sync now") retry at once.
+            delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (self.status.consecutive_failures
+                                                                - 1))
+            delay *= random.uniform(0.8, 1.2)
+            try:
+                async with asyncio.timeout(delay):
+                    await self.wanted.wait()
+            except TimeoutError:
+                pass
+            self.wanted.set()
+
+    def _enabled(self) -> bool:
+        cfg = self.engine.state.cluster
+        return cfg.sync.enabled and self.member.sync_enabled
+
+    async def _connect(self) -> AdminClient:
+        if self._client is not None and self._client.connected:
+            return self._client
+        key = self.engine.key()
+        target = Target(self.member.address, self.member.admin_port, CLUSTER_USER)
+        self._client = await AdminClient.connect(
+            target, Credentials(keys=(key,)),
+            hostkeys=self.engine.hostkeys, policy=TrustPolicy.REFUSE,
+            accept_fingerprint=self.member.host_key_fingerprint or None,
+            connect_timeout=CONNECT_TIMEOUT_S, call_timeout=PUSH_TIMEOUT_S)
+        return self._client
+
+    async def _push(self) -> bool:
+        cfg, text, digest = self.engine.document()
+        if (self.status.hash_held == digest and self._client is not None
+                and self._client.connected):
+            self.synced.set()
+            return True
+        try:
+            async with self.engine.slots:
+                client = await self._connect()
+                result = await client.call("cluster.push",
+                                           {"config": text, "config_hash": digest})
+        except RpcError as exc:
+            if exc.code == STALE_EPOCH:
+                self.engine.fence(self.member, exc.message)
+            return self._failed(exc.message)
+        except ConnectError as exc:
+            self._drop_client()
+            return self._failed(str(exc))
+        status = self.status
+        status.last_synchronized = utc_now()
+        status.version_held, status.epoch_held = result["version"], result["epoch"]
+        status.hash_held = result["config_hash"]
+        status.last_error, status.consecutive_failures = None, 0
+        if status.hash_held == self.engine.document()[2]:
+            self.synced.set()
+        return True
+
+    def _failed(self, reason: str) -> bool:
+        self.status.last_error = reason
+        self.status.consecutive_failures += 1
+        if self.status.consecutive_failures in (1, 10) or self.status.consecutive_failures % 100 == 0:
+            log.warning("%s: sync to %s failed (%d in a row): %s", self.engine.name,
+                        self.member.name, self.status.consecutive_failures, reason)
+        return False
+
+    def _drop_client(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def trigger(self) -> None:
+        self.synced.clear()
+        self.wanted.set()
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        self._drop_client()
+
+
+class SyncEngine:
+    def __init__(self, state: NodeState):
+        self.state = state
+        self.name = state.node.name
+        self.hostkeys = HostKeyStore(state.home.path / "known_hosts")
+        self.slots = asyncio.Semaphore(MAX_PUSHES_IN_FLIGHT)
+        self.workers: dict[str, MemberWorker] = {}
+        self.fenced: str | None = None
+        self._doc: tuple[ClusterConfig, str, str] | None = None
+        self._debounce: asyncio.TimerHandle | None = None
+        self._interval_task: asyncio.Task[None] | None = None
+        self._key = None
+        state.on_change(self._changed)
+
+    def key(self):  # the cluster key, read once
+        if self._key is None:
+            self._key = cluster_key.load(self.state.home)
+            if self._key is None:
+                raise ConnectError("this node holds no cluster key")
+        return self._key
+
+    def document(self) -> tuple[ClusterConfig, str, str]:
+        cfg = self.state.cluster
+        if self._doc is None or self._doc[0] is not cfg:
+            self._doc = (cfg, dumps_cluster(cfg).decode("utf-8"), config_hash(cfg))
+        return self._doc
+
+    def start(self) -> None:
+        self._reconcile_members()
+        self._interval_task = asyncio.create_task(self._interval_loop())
+        self.trigger_all()
+
+    def _reconcile_members(self) -> None:
+        if self.state.role != "primary":
+            return
+        cfg = self.state.cluster
+        wanted = {m.id: m for m in cfg.members if m.id != self.state.node.node_id}
+        for member_id in list(self.workers):
+            if member_id not in wanted:
+                asyncio.ensure_future(self.workers.pop(member_id).stop())
+        for member_id, member in wanted.items():
+            worker = self.workers.get(member_id)
+            if worker is None:
+                self.workers[member_id] = MemberWorker(self, member)
+            elif worker.member != member:
+                if (worker.member.address, worker.member.admin_port) != (
+                        member.address, member.admin_port):
+                    worker._drop_client()
+                worker.member = member
+
+    def _changed(self, cfg: ClusterConfig) -> None:
+        self._reconcile_members()
+        # Debounced: a burst of edits is pushed once, well under a second after the last.
+        if self._debounce is not None:
+            self._debounce.cancel()
+        self._debounce = asyncio.get_running_loop().call_later(DEBOUNCE_S, self.trigger_all)
+
+    def trigger_all(self) -> None:
+        self._debounce = None
+        for worker in self.workers.values():
+            worker.trigger()
+
+    async def _interval_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.state.cluster.sync.interval_s)
+            if self.state.cluster.sync.enabled:
+                self.trigger_all()
+
+    def fence(self, member: Member, reason: str) -> None:
+        if self.fenced is None:
+            self.fenced = f"{member.name} refused a push: {reason}"
+            log.error("%s: stopped pushing: %s", self.name, self.fenced)
+
+    async def sync_now(self, member_ids: list[str] | None = None,
+                       timeout: float = 10.0) -> None:
+        workers = [w for mid, w in self.workers.items()
+                   if member_ids is None or mid in member_ids]
+        for worker in workers:
+            worker.status.hash_held = None  # push even if we believe it is current
+            worker.trigger()
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.gather(*(w.synced.wait() for w in workers if w._enabled()))
+        except TimeoutError:
+            pass
+
+    def status(self, member_id: str) -> MemberStatus | None:
+        worker = self.workers.get(member_id)
+        return worker.status if worker else None
+
+    async def stop(self) -> None:
+        if self._debounce is not None:
+            self._debounce.cancel()
+        if self._interval_task is not None:
+            self._interval_task.cancel()
+        await asyncio.gather(*(w.stop() for w in self.workers.values()),
+                             return_exceptions=True)
+
+    def report(self) -> dict[str, Any]:
+        return {"fenced": self.fenced}
