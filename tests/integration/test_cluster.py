@@ -136,3 +136,149 @@ async def test_sync_off_stays_behind_and_catches_up(trio: list[Node], tmp_path: 
         await client.call("cluster.servers.set", {"name": "node-1", "sync_enabled": True})
         await wait_until(lambda: second.state.config_hash == primary.state.config_hash)
         assert second.state.cluster.sync.interval_s == 120
+
+
+async def failed_add(client: AdminClient, host: str, port: int, *, password: str = ADMIN_PASSWORD,
+                     fingerprint: str = "SHA256:x") -> dict:
+    with pytest.raises(RpcError) as err:
+        await client.call("cluster.servers.add", {"host": host, "port": port,
+                                                  "password": password,
+                                                  "fingerprint": fingerprint}, timeout=60)
+    assert err.value.code == REGISTRATION_FAILED
+    assert err.value.data["hint"], err.value.data
+    return err.value.data
+
+
+async def test_each_failure_has_its_own_diagnosis(trio: list[Node], tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    primary, second, third = trio
+    async with await connect(primary, tmp_path) as client:
+        data = await failed_add(client, "no-such-node.invalid", 14983)
+        assert (data["step"], data["diagnosis"]) == ("connect", "DNS_NOT_FOUND")
+
+        with socket.socket() as closed:  # bound, not listening: refused
+            closed.bind(("127.0.0.9", 0))
+            data = await failed_add(client, "127.0.0.9", closed.getsockname()[1])
+        assert (data["step"], data["diagnosis"]) == ("connect", "CONNECTION_REFUSED")
+
+        silent = socket.create_server(("127.0.0.9", 0))  # accepts, never answers
+        try:
+            primary.extra["services"].runtime.registration.connect_timeout = 1.0
+            data = await failed_add(client, "127.0.0.9", silent.getsockname()[1])
+        finally:
+            silent.close()
+        assert (data["step"], data["diagnosis"]) == ("connect", "TIMED_OUT")
+        assert "firewall" in data["hint"]
+
+        preview = await client.call("cluster.servers.preview", {
+            "host": second.host, "port": second.port, "password": ADMIN_PASSWORD})
+        data = await failed_add(client, second.host, second.port, fingerprint="SHA256:other")
+        assert (data["step"], data["diagnosis"]) == ("connect", "HOST_KEY_MISMATCH")
+
+        data = await failed_add(client, second.host, second.port, password="wrong",
+                                fingerprint=preview["fingerprint"])
+        assert (data["step"], data["diagnosis"]) == ("authenticate", "AUTH_FAILED")
+
+        # The secondary's Admin Site IP filter denies the primary's address.
+        async with await connect(second, tmp_path) as on_second:
+            rules = (await on_second.call("ipfilter.get"))["rules"]
+            rules = [{"action": "deny", "match": primary.host}] + [
+                {k: v for k, v in r.items() if k != "number"} for r in rules]
+            await on_second.call("ipfilter.set", {"rules": rules})
+        data = await failed_add(client, second.host, second.port,
+                                fingerprint=preview["fingerprint"])
+        assert (data["step"], data["diagnosis"]) == ("connect", "IP_FILTER_REJECTED")
+        assert f"mft ipfilter add --connect admin@127.0.0.1 --site admin --position 1 allow " \
+               f"{primary.host}" in data["hint"]
+    assert second.state.cluster.cluster_id == "" and primary.state.role == "standalone"
+
+
+async def test_incompatible_protocol(trio: list[Node], tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    primary, second, _ = trio
+    async with await connect(primary, tmp_path) as client:
+        preview = await client.call("cluster.servers.preview", {
+            "host": second.host, "port": second.port, "password": ADMIN_PASSWORD})
+        # Every in-process node now reports protocol 99; only new connections notice.
+        monkeypatch.setattr("tui.node.state.PROTOCOL_VERSION", 99)
+        data = await failed_add(client, second.host, second.port,
+                                fingerprint=preview["fingerprint"])
+    assert (data["step"], data["diagnosis"]) == ("check versions", "INCOMPATIBLE_VERSION")
+
+
+async def test_a_member_of_another_cluster_is_refused(trio: list[Node], tmp_path: Path) -> None:
+    first, second, other = trio
+    async with await connect(first, tmp_path) as client:
+        await add(client, second)
+    before = (second.home / "cluster.toml").read_bytes()
+    async with await connect(other, tmp_path) as client:
+        preview = await client.call("cluster.servers.preview", {
+            "host": second.host, "port": second.port, "password": ADMIN_PASSWORD})
+        assert preview["cluster_id"] == first.state.cluster.cluster_id
+        data = await failed_add(client, second.host, second.port,
+                                fingerprint=preview["fingerprint"])
+    assert (data["step"], data["diagnosis"]) == ("check membership", "ALREADY_MEMBER")
+    assert (second.home / "cluster.toml").read_bytes() == before
+
+
+async def test_a_stopped_secondary_catches_up_when_it_starts(trio: list[Node],
+                                                             tmp_path: Path) -> None:
+    primary, second, _ = trio
+    async with await connect(primary, tmp_path) as client:
+        await add(client, second)
+        await wait_until(lambda: second.state.config_hash == primary.state.config_hash)
+        await second.extra["services"].stop()
+        await client.call("cluster.sync.set", {"interval_s": 300})
+        await asyncio.sleep(0.5)  # pushes to the stopped node fail meanwhile
+        listing = await client.call("cluster.servers.list")
+        row = next(s for s in listing["servers"] if s["name"] == "node-1")
+        assert not row["in_sync"] and row["last_error"] and row["consecutive_failures"] >= 1
+        services = NodeServices(load_home(second.home), second.host, second.port)
+        await services.start()
+        second.extra["services"] = services
+        try:
+            await wait_until(lambda: services.state.config_hash == primary.state.config_hash,
+                             10.0)
+        finally:
+            assert services.state.cluster.sync.interval_s == 300
+
+
+async def test_a_stale_primary_is_fenced(trio: list[Node], tmp_path: Path) -> None:
+    """Once another node has pushed a newer epoch, the old primary's pushes are refused
+    with STALE_EPOCH and it stops pushing."""
+    from dataclasses import replace
+
+    from tui.model.codec import config_hash, dumps_cluster
+    from tui.node import cluster_key
+    from tui.services.admin_client import Credentials
+    from tui.services.hostkeys import HostKeyStore, TrustPolicy
+    from tui.services.target import Target
+    primary, second, third = trio
+    async with await connect(primary, tmp_path) as client:
+        await add(client, second)
+        await add(client, third)
+        await wait_until(lambda: all(n.state.config_hash == primary.state.config_hash
+                                     for n in (second, third)))
+        # What a newly promoted primary would push: the same document, one epoch later.
+        newer = replace(primary.state.cluster, epoch=primary.state.cluster.epoch + 1)
+        key = cluster_key.load(second.state.home)
+        for node in (second, third):
+            member = await AdminClient.connect(
+                Target(node.host, node.port, "mft-cluster"), Credentials(keys=(key,)),
+                hostkeys=HostKeyStore(tmp_path / "kh-new"), policy=TrustPolicy.ACCEPT_NEW)
+            async with member:
+                await member.call("cluster.push", {"config": dumps_cluster(newer).decode(),
+                                                   "config_hash": config_hash(newer)})
+        # The old primary's next change is refused everywhere, and it stops pushing.
+        await client.call("cluster.sync.set", {"interval_s": 90})
+        await wait_until(lambda: primary.extra["services"].engine.fenced is not None)
+        listing = await client.call("cluster.servers.list")
+        assert "STALE" in listing["fenced"] or "epoch" in listing["fenced"]
+        for row in listing["servers"]:
+            if row["role"] == "secondary":
+                assert "epoch" in (row["last_error"] or "")
+    for node in (second, third):
+        assert node.state.cluster.epoch == newer.epoch
+        assert node.state.cluster.sync.interval_s != 90

@@ -19,6 +19,7 @@ from tui.services.errors import (
     AuthFailed,
     DnsError,
     HostKeyChanged,
+    HostKeyMismatch,
     IncompatibleVersion,
     IpFilterRejected,
     RefusedError,
@@ -48,9 +49,11 @@ async def test_unknown_key_is_shown_then_pinned_when_accepted(node: Node, tmp_pa
 
 async def test_accepting_a_different_fingerprint_does_not_pin(node: Node, tmp_path: Path) -> None:
     store = HostKeyStore(tmp_path / "kh")
-    with pytest.raises(UnknownHostKey):
+    with pytest.raises(HostKeyMismatch) as err:
         await connect(node, tmp_path, hostkeys=store, policy=TrustPolicy.ASK,
                       accept_fingerprint="SHA256:not-the-key")
+    assert "SHA256:not-the-key" in str(err.value)
+    assert err.value.presented == node.state.admin_host_key_fingerprint
     assert store.lookup(node.host, node.port) == []
 
 

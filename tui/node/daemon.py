@@ -51,6 +51,9 @@ class Node:
             raise ListenError(f"cannot listen on the admin address {host}:{port}: "
                               f"{exc.strerror or exc}") from None
         self.runtime.registration.admin_port = self.admin.address[1]
+        host = self.admin.address[0]
+        if host not in ("0.0.0.0", "::"):
+            self.engine.source_address = host
         if self.state.role == "primary":
             self.engine.start()
         node = self.state.node

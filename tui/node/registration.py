@@ -28,6 +28,7 @@ from .sync import SyncEngine
 
 STEPS = ("connect", "authenticate", "check versions", "check membership", "back up",
          "install cluster key", "push configuration", "verify hash", "record member")
+CONNECT_TIMEOUT_S = 10.0
 Progress = Callable[[str, str, str], Awaitable[None]]
 
 
@@ -56,6 +57,7 @@ class Registration:
         self.state = state
         self.engine = engine
         self.admin_port = admin_port
+        self.connect_timeout = CONNECT_TIMEOUT_S
 
     async def _open(self, host: str, port: int, user: str, password: str,
                     fingerprint: str | None, progress: Progress | None) -> AdminClient:
@@ -64,7 +66,8 @@ class Registration:
         try:
             client = await AdminClient.connect(
                 target, Credentials(password=password), hostkeys=self.engine.hostkeys,
-                policy=policy, accept_fingerprint=fingerprint)
+                policy=policy, accept_fingerprint=fingerprint,
+                local_addr=self.engine.local_addr(), connect_timeout=self.connect_timeout)
         except AuthFailed as exc:
             await _report(progress, "connect", "ok")
             raise StepFailed("authenticate", exc.code, exc.message, exc.hint) from None

@@ -32,7 +32,7 @@ log = logging.getLogger("mft.node")
 DEBOUNCE_S = 0.05
 MAX_PUSHES_IN_FLIGHT = 16
 BACKOFF_FIRST_S = 0.5
-BACKOFF_MAX_S = 30.0
+BACKOFF_MAX_S = 5.0  # a member that comes back is caught up within seconds
 PUSH_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 5.0
 
@@ -94,7 +94,8 @@ class MemberWorker:
             target, Credentials(keys=(key,)),
             hostkeys=self.engine.hostkeys, policy=TrustPolicy.REFUSE,
             accept_fingerprint=self.member.host_key_fingerprint or None,
-            connect_timeout=CONNECT_TIMEOUT_S, call_timeout=PUSH_TIMEOUT_S)
+            connect_timeout=CONNECT_TIMEOUT_S, call_timeout=PUSH_TIMEOUT_S,
+            local_addr=self.engine.local_addr())
         return self._client
 
     async def _push(self) -> bool:
@@ -155,6 +156,9 @@ class SyncEngine:
         self.slots = asyncio.Semaphore(MAX_PUSHES_IN_FLIGHT)
         self.workers: dict[str, MemberWorker] = {}
         self.fenced: str | None = None
+        # A node bound to one address speaks from it too, so members' IP filters see one
+        # address per node; None lets the system choose (a node listening on 0.0.0.0).
+        self.source_address: str | None = None
         self._doc: tuple[ClusterConfig, str, str] | None = None
         self._debounce: asyncio.TimerHandle | None = None
         self._interval_task: asyncio.Task[None] | None = None
@@ -167,6 +171,9 @@ class SyncEngine:
             if self._key is None:
                 raise ConnectError("this node holds no cluster key")
         return self._key
+
+    def local_addr(self) -> tuple[str, int] | None:
+        return (self.source_address, 0) if self.source_address else None
 
     def document(self) -> tuple[ClusterConfig, str, str]:
         cfg = self.state.cluster

@@ -28,6 +28,7 @@ from ..protocol.rpc import (
 )
 from .errors import (
     HostKeyChanged,
+    HostKeyMismatch,
     IncompatibleVersion,
     LinkLost,
     TimedOutError,
@@ -91,7 +92,10 @@ class _HostKeyCheck:
             return True
         if self.policy is TrustPolicy.SHOW:
             return True
-        self.problem = UnknownHostKey(host, port, presented)
+        if self.accept_fingerprint:
+            self.problem = HostKeyMismatch(host, port, self.accept_fingerprint, presented)
+        else:
+            self.problem = UnknownHostKey(host, port, presented)
         return False
 
 

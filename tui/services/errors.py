@@ -71,6 +71,17 @@ class HostKeyChanged(ConnectError):
         self.host, self.port, self.pinned, self.presented = host, port, pinned, presented
 
 
+class HostKeyMismatch(ConnectError):
+    code = "HOST_KEY_MISMATCH"
+
+    def __init__(self, host: str, port: int, expected: str, presented: str):
+        super().__init__(
+            f"{host}:{port} presents host key {presented}, not the {expected} that was "
+            "accepted: the node was reinstalled since, or someone is intercepting.",
+            "Check the node's fingerprint on the node itself, then start again.")
+        self.host, self.port, self.expected, self.presented = host, port, expected, presented
+
+
 class IncompatibleVersion(ConnectError):
     code = "INCOMPATIBLE_VERSION"
 
