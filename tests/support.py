@@ -96,14 +96,14 @@ def run_mft(tmp_path: Path, *args: str, input: str | None = None, timeout: float
 
 
 def start_node_process(tmp_path: Path, name: str = "p1", host: str = "127.0.0.3",
-                       home: Path | None = None) -> Node:
+                       home: Path | None = None, port: int = 0) -> Node:
     """`mft serve` as a real process; the port is read from its 'listening on' log line."""
     home = home or make_home(tmp_path / name, name)
     log = home / "serve.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "tui", "serve", "--home", str(home), "--admin-listen",
-             f"{host}:0"], stdout=out, stderr=subprocess.STDOUT, env=mft_env(tmp_path))
+             f"{host}:{port}"], stdout=out, stderr=subprocess.STDOUT, env=mft_env(tmp_path))
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         match = re.search(rf"listening on {re.escape(host)}:(\d+)", log.read_text())

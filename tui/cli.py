@@ -12,7 +12,9 @@ from . import __version__
 from .commands import init as init_cmd
 from .commands import ipfilter as ipfilter_cmd
 from .commands import serve as serve_cmd
+from .commands import servers as servers_cmd
 from .commands import status as status_cmd
+from .commands import sync as sync_cmd
 from .commands.output import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, CommandError, fail
 
 
@@ -45,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_parser(sub, _home_option)
     status_cmd.add_parser(sub)
     ipfilter_cmd.add_parser(sub)
+    servers_cmd.add_parser(sub)
+    sync_cmd.add_parser(sub)
     return parser
 
 
