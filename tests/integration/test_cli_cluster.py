@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import re
+import select
 import socket
+import subprocess
+import sys
 import time
 import tomllib
 from collections.abc import Iterator
@@ -13,7 +18,14 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from tests.support import ADMIN_PASSWORD, Node, run_mft, start_node_process, stop_node_process
+from tests.support import (
+    ADMIN_PASSWORD,
+    Node,
+    mft_env,
+    run_mft,
+    start_node_process,
+    stop_node_process,
+)
 
 STEPS = ("connect", "authenticate", "check versions", "check membership", "back up",
          "install cluster key", "push configuration", "verify hash", "record member")
@@ -217,3 +229,82 @@ def test_failed_adds_change_nothing(tmp_path: Path, pair: list[Node]) -> None:
     assert data["cluster_id"] == "" and data["role"] == "standalone"
     result = mft(tmp_path, primary, "sync", "now")
     assert result.returncode == 0 and "standalone" in result.stdout
+
+
+def read_until(fd: int, text: str, timeout: float = 20) -> str:
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while text not in seen:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"waited for {text!r}, saw {seen!r}"
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096).decode(errors="replace")
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    return seen
+
+
+def drain(fd: int, process: subprocess.Popen[bytes], timeout: float) -> str:
+    """Everything the process writes until it exits (reading on, so it never blocks)."""
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not select.select([fd], [], [], 0.1)[0]:
+            if process.poll() is not None:
+                break
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the pty is closed once the process has gone
+            break
+        if not chunk:
+            break
+        seen += chunk.decode(errors="replace")
+    return seen
+
+
+def add_on_terminal(tmp_path: Path, primary: Node, secondary: Node, answer: bytes) -> tuple[int, str]:
+    """`mft servers add` on a pty with no password given for the secondary: it asks for it,
+    shows the preview, asks for consent and gets ``answer``."""
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tui", "servers", "add", f"{secondary.host}:{secondary.port}",
+         "--connect", primary.connect, "--accept-new"],
+        stdin=terminal, stdout=terminal, stderr=terminal, close_fds=True,
+        start_new_session=True,  # no controlling terminal: getpass reads the pty too
+        env=mft_env(tmp_path, MFT_PASSWORD=ADMIN_PASSWORD))
+    os.close(terminal)
+    try:
+        read_until(controller, f"Admin password of admin@{secondary.host}:{secondary.port}")
+        os.write(controller, ADMIN_PASSWORD.encode() + b"\n")
+        shown = read_until(controller, f"Add {secondary.home.name} to the cluster? [y/N]")
+        os.write(controller, answer)
+        shown += drain(controller, process, timeout=60)
+        code = process.wait(timeout=5)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(controller)
+    no_traceback(shown)
+    assert ADMIN_PASSWORD not in shown
+    return code, shown
+
+
+def test_add_on_a_terminal_asks_first(tmp_path: Path, pair: list[Node]) -> None:
+    primary, second = pair
+    before = (second.home / "cluster.toml").read_bytes()
+    for answer in (b"\x04", b"n\n"):  # Ctrl-D, then a plain no
+        code, shown = add_on_terminal(tmp_path, primary, second, answer)
+        assert code == 1 and "nothing was changed" in shown, shown
+        assert host_key(second) in shown and "will be overwritten" in shown
+        assert (second.home / "cluster.toml").read_bytes() == before
+    code, shown = add_on_terminal(tmp_path, primary, second, b"y\n")
+    assert code == 0, shown
+    assert "ok      record member" in shown and "Added node-b" in shown
+    assert row(listing(tmp_path, primary), "node-b")["role"] == "secondary"

@@ -108,13 +108,12 @@ def servers_table(servers: list[dict[str, Any]], tracked: bool = True) -> str:
     secondary): it knows nothing of the others' sync state."""
     rows = []
     for s in servers:
-        primary = s.get("role") == "primary"
         rows.append([
             str(s.get("name", "")),
             f"{s.get('address', '')}:{s.get('admin_port', '')}",
             str(s.get("role", "")),
             "on" if s.get("sync_enabled") else "off",
-            server_state(s) if tracked or primary else "-",
+            server_state(s) if tracked else "-",
             age(s.get("last_synchronized")),
             "-" if s.get("version") is None else str(s["version"]),
             _one_line(s["last_error"], LAST_ERROR_WIDTH) if s.get("last_error") else "-",

@@ -30,18 +30,21 @@ from . import cluster_key
 from .methods import CallContext, method
 
 
-def _document(p: Params) -> tuple[ClusterConfig, str]:
+async def _document(p: Params) -> tuple[ClusterConfig, str, bytes]:
+    """The pushed document, validated as a load would, with its hash and exact bytes."""
     text = p.get("config", str)
     claimed = p.get("config_hash", str)
+    data = text.encode("utf-8")
     try:
-        cfg = loads_cluster(text, "pushed cluster.toml")
+        # Parsing a large document takes a while: in a thread, so the node keeps serving.
+        cfg = await asyncio.to_thread(loads_cluster, data, "pushed cluster.toml")
     except ConfigError as exc:
         raise RpcError(INVALID_PARAMS, str(exc), {"field": "config"}) from None
     actual = config_hash(cfg)
     if actual != claimed:
         raise RpcError(HASH_MISMATCH, f"the configuration's hash is {actual[:12]}…, not the "
                                       f"{claimed[:12]}… it was sent with")
-    return cfg, actual
+    return cfg, actual, data
 
 
 def _check_not_elsewhere(ctx: CallContext, cluster_id: str) -> None:
@@ -91,7 +94,7 @@ async def cluster_key_install(ctx: CallContext, p: Params) -> dict[str, Any]:
 
 @method("cluster.join")
 async def cluster_join(ctx: CallContext, p: Params) -> dict[str, Any]:
-    cfg, digest = _document(p)
+    cfg, digest, data = await _document(p)
     p.done()
     _check_not_elsewhere(ctx, cfg.cluster_id)
     if not cfg.cluster_id:
@@ -101,7 +104,7 @@ async def cluster_join(ctx: CallContext, p: Params) -> dict[str, Any]:
         raise RpcError(INVALID_PARAMS, "install the cluster key (cluster.key.install) first")
     _check_sender_admitted(ctx, cfg)
     # Joining overwrites whatever this node held, whatever its version: that is the point.
-    await ctx.state.apply(cfg, actor=f"{ctx.username}@{ctx.peer_address}",
+    await ctx.state.apply(cfg, data, actor=f"{ctx.username}@{ctx.peer_address}",
                           summary=f"joined cluster {cfg.cluster_id}",
                           check=lambda current: _check_not_elsewhere(ctx, cfg.cluster_id))
     await asyncio.to_thread(cluster_key.commit_pending, ctx.state.home)
@@ -113,7 +116,7 @@ async def cluster_join(ctx: CallContext, p: Params) -> dict[str, Any]:
 async def cluster_push(ctx: CallContext, p: Params) -> dict[str, Any]:
     if ctx.username != CLUSTER_USER:
         raise RpcError(FORBIDDEN, "only the cluster key may push a configuration")
-    cfg, digest = _document(p)
+    cfg, digest, data = await _document(p)
     p.done()
     _check_sender_admitted(ctx, cfg)
     applied = True
@@ -139,7 +142,7 @@ async def cluster_push(ctx: CallContext, p: Params) -> dict[str, Any]:
             raise _NothingToDo
 
     try:
-        await ctx.state.apply(cfg, actor=f"{ctx.username}@{ctx.peer_address}",
+        await ctx.state.apply(cfg, data, actor=f"{ctx.username}@{ctx.peer_address}",
                               summary="pushed by the primary", check=newer_only)
     except _NothingToDo:
         pass

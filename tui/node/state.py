@@ -30,6 +30,13 @@ from .home import Home, LoadedHome
 log = logging.getLogger("mft.node")
 
 
+def _checked_toml(cfg: ClusterConfig) -> bytes:
+    """The document as TOML, after the checks a load would make: an edit can never store
+    what a start-up would refuse."""
+    cluster_from_dict(cluster_to_dict(cfg))
+    return dumps_cluster(cfg)
+
+
 class NodeState:
     def __init__(self, loaded: LoadedHome):
         self.home: Home = loaded.home
@@ -38,6 +45,7 @@ class NodeState:
         self.admin_host_key_fingerprint = loaded.admin_host_key.get_fingerprint("sha256")
         self._cluster = loaded.cluster
         self._hash = config_hash(loaded.cluster)
+        self._data: bytes | None = None
         self._lock = asyncio.Lock()
         self._listeners: list[Callable[[ClusterConfig], None]] = []
         self._store = self.home.cluster_store()
@@ -50,6 +58,13 @@ class NodeState:
     @property
     def config_hash(self) -> str:
         return self._hash
+
+    @property
+    def document(self) -> bytes:
+        """The current document as stored (TOML)."""
+        if self._data is None:
+            self._data = dumps_cluster(self._cluster)
+        return self._data
 
     @property
     def role(self) -> str:
@@ -75,27 +90,30 @@ class NodeState:
             if edited == current:
                 return current  # nothing to change: no new version, no new generation
             new = edited.bumped()
-            # Round-trip through the validator: an edit can never store what a load would refuse.
             try:
-                cluster_from_dict(cluster_to_dict(new))
+                # In a thread: a large document takes a while to check and serialise.
+                data = await asyncio.to_thread(_checked_toml, new)
             except ConfigError as exc:
                 raise RpcError(INVALID_PARAMS, exc.problem, {"field": exc.key}) from None
-            await self._commit_under_lock(new, actor, summary)
+            await self._commit_under_lock(new, actor, summary, data)
             return new
 
-    async def _commit_under_lock(self, new: ClusterConfig, actor: str, summary: str) -> None:
+    async def _commit_under_lock(self, new: ClusterConfig, actor: str, summary: str,
+                                 data: bytes) -> None:
         # Once the write has started, memory must follow the disk, and the lock must be
         # held until it has, even if the caller gives up (a timeout, a hang-up).
-        commit = asyncio.ensure_future(self._commit(new, actor, summary))
+        commit = asyncio.ensure_future(self._commit(new, actor, summary, data))
         try:
             await asyncio.shield(commit)
         except asyncio.CancelledError:
             await asyncio.wait([commit])
             raise
 
-    async def _commit(self, new: ClusterConfig, actor: str, summary: str) -> None:
-        await asyncio.to_thread(self._store.replace, dumps_cluster(new))
+    async def _commit(self, new: ClusterConfig, actor: str, summary: str,
+                      data: bytes) -> None:
+        await asyncio.to_thread(self._store.replace, data)
         self._cluster = new
+        self._data = data
         self._hash = config_hash(new)
         log.info("%s: config version %d: %s (by %s)", self.node.name, new.version, summary,
                  actor)
@@ -118,16 +136,17 @@ class NodeState:
                         "address": f"{primary.address}:{primary.admin_port}" if primary
                         else None})
 
-    async def apply(self, new: ClusterConfig, *, actor: str, summary: str,
+    async def apply(self, new: ClusterConfig, data: bytes, *, actor: str, summary: str,
                     check: Callable[[ClusterConfig], None] | None = None) -> None:
-        """Store ``new`` exactly as given (no version bump): a document from the primary.
+        """Store ``new`` exactly as given (no version bump): a document from the primary,
+        ``data`` being the TOML it arrived as (already parsed into ``new``).
 
         ``check`` sees the current document under the lock and raises to refuse.
         """
         async with self._lock:
             if check is not None:
                 check(self._cluster)
-            await self._commit_under_lock(new, actor, summary)
+            await self._commit_under_lock(new, actor, summary, data)
 
     async def set_role(self, role: str) -> None:
         """Record the node's role in node.toml (atomically) and in memory."""

@@ -17,9 +17,8 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from ..model.codec import config_hash, dumps_cluster
 from ..model.config import CLUSTER_USER, ClusterConfig, Member
-from ..protocol.rpc import STALE_EPOCH, RpcError
+from ..protocol.rpc import STALE_EPOCH, Prepared, RpcError, prepare
 from ..services.admin_client import AdminClient, Credentials
 from ..services.errors import ConnectError
 from ..services.hostkeys import HostKeyStore, TrustPolicy
@@ -99,7 +98,7 @@ class MemberWorker:
         return self._client
 
     async def _push(self) -> bool:
-        cfg, text, digest = self.engine.document()
+        _, push, digest = self.engine.document()
         if (self.status.hash_held == digest and self._client is not None
                 and self._client.connected):
             self.synced.set()
@@ -107,8 +106,7 @@ class MemberWorker:
         try:
             async with self.engine.slots:
                 client = await self._connect()
-                result = await client.call("cluster.push",
-                                           {"config": text, "config_hash": digest})
+                result = await client.call("cluster.push", push)
         except RpcError as exc:
             if exc.code == STALE_EPOCH:
                 self.engine.fence(self.member, exc.message)
@@ -159,7 +157,7 @@ class SyncEngine:
         # A node bound to one address speaks from it too, so members' IP filters see one
         # address per node; None lets the system choose (a node listening on 0.0.0.0).
         self.source_address: str | None = None
-        self._doc: tuple[ClusterConfig, str, str] | None = None
+        self._doc: tuple[ClusterConfig, Prepared, str] | None = None
         self._debounce: asyncio.TimerHandle | None = None
         self._interval_task: asyncio.Task[None] | None = None
         self._key = None
@@ -175,10 +173,14 @@ class SyncEngine:
     def local_addr(self) -> tuple[str, int] | None:
         return (self.source_address, 0) if self.source_address else None
 
-    def document(self) -> tuple[ClusterConfig, str, str]:
+    def document(self) -> tuple[ClusterConfig, Prepared, str]:
+        """The current document, its push params encoded once for every member, its hash."""
         cfg = self.state.cluster
         if self._doc is None or self._doc[0] is not cfg:
-            self._doc = (cfg, dumps_cluster(cfg).decode("utf-8"), config_hash(cfg))
+            digest = self.state.config_hash
+            push = prepare({"config": self.state.document.decode("utf-8"),
+                            "config_hash": digest})
+            self._doc = (cfg, push, digest)
         return self._doc
 
     def start(self) -> None:

@@ -94,6 +94,26 @@ def encode(message: dict[str, Any]) -> bytes:
     return body + b"\n"
 
 
+class Prepared(str):
+    """Params already encoded as JSON: one large document sent to many peers is encoded
+    once, not once per peer."""
+
+
+def prepare(params: dict[str, Any]) -> Prepared:
+    return Prepared(_ENCODER.encode(params))
+
+
+def encode_request(msg_id: int, method: str, params: dict[str, Any] | Prepared | None) -> bytes:
+    if not isinstance(params, Prepared):
+        return encode(request(msg_id, method, params))
+    head = _ENCODER.encode({"jsonrpc": "2.0", "id": msg_id, "method": method})
+    body = f'{head[:-1]},"params":{params}}}'.encode("utf-8")
+    if len(body) > MAX_MESSAGE_BYTES:
+        raise RpcError(MESSAGE_TOO_LARGE, f"message of {len(body)} bytes exceeds the "
+                                          f"{MAX_MESSAGE_BYTES}-byte limit")
+    return body + b"\n"
+
+
 def request(msg_id: int, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": msg_id, "method": method, "params": params or {}}
 

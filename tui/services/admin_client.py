@@ -23,8 +23,8 @@ from ..protocol.rpc import (
     LineSplitter,
     Oversize,
     RpcError,
-    encode,
-    request,
+    Prepared,
+    encode_request,
 )
 from .errors import (
     HostKeyChanged,
@@ -242,14 +242,14 @@ class AdminClient:
     def connected(self) -> bool:
         return self._closed is None and self._channel is not None
 
-    async def call(self, method: str, params: dict[str, Any] | None = None,
+    async def call(self, method: str, params: dict[str, Any] | Prepared | None = None,
                    timeout: float | None = None) -> Any:
         """Call one method; raises RpcError (the node's answer), LinkLost or TimedOut."""
         if self._closed is not None:
             raise self._closed
         assert self._channel is not None
         msg_id = next(self._ids)
-        line = encode(request(msg_id, method, params))  # refuses oversize before sending
+        line = encode_request(msg_id, method, params)  # refuses oversize before sending
         loop = asyncio.get_running_loop()
         call = _Call(loop.create_future(), method, timeout or self.call_timeout)
         call.deadline = loop.time() + call.timeout
