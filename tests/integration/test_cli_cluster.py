@@ -56,32 +56,40 @@ def listing(tmp_path: Path, primary: Node) -> dict:
     return json.loads(result.stdout)
 
 
-def start_nodes(tmp_path: Path, count: int) -> list[Node]:
+def stop_all(nodes: list[Node]) -> list[int]:
+    codes, problems = [], []
+    for node in nodes:  # every node is stopped, even when one of them misbehaves
+        try:
+            codes.append(stop_node_process(node))
+        except AssertionError as exc:
+            problems.append(f"{node.home.name}: {exc}")
+    assert not problems, problems
+    return codes
+
+
+def running(tmp_path: Path, count: int) -> Iterator[list[Node]]:
     nodes: list[Node] = []
     try:
         for i, name in enumerate(("node-a", "node-b", "node-c")[:count]):
             nodes.append(start_node_process(tmp_path, name, host=f"127.0.0.{21 + i}"))
     except BaseException:
-        for node in nodes:
-            stop_node_process(node)
+        stop_all(nodes)
         raise
-    return nodes
+    try:
+        yield nodes
+    finally:
+        codes = stop_all(nodes)
+    assert codes == [0] * count, codes
 
 
 @pytest.fixture
 def trio(tmp_path: Path) -> Iterator[list[Node]]:
-    nodes = start_nodes(tmp_path, 3)
-    yield nodes
-    for node in nodes:
-        assert stop_node_process(node) == 0
+    yield from running(tmp_path, 3)
 
 
 @pytest.fixture
 def pair(tmp_path: Path) -> Iterator[list[Node]]:
-    nodes = start_nodes(tmp_path, 2)
-    yield nodes
-    for node in nodes:
-        assert stop_node_process(node) == 0
+    yield from running(tmp_path, 2)
 
 
 def host_key(node: Node) -> str:
@@ -268,7 +276,8 @@ def drain(fd: int, process: subprocess.Popen[bytes], timeout: float) -> str:
     return seen
 
 
-def add_on_terminal(tmp_path: Path, primary: Node, secondary: Node, answer: bytes) -> tuple[int, str]:
+def add_on_terminal(tmp_path: Path, primary: Node, secondary: Node,
+                    answer: bytes) -> tuple[int, str]:
     """`mft servers add` on a pty with no password given for the secondary: it asks for it,
     shows the preview, asks for consent and gets ``answer``."""
     controller, terminal = pty.openpty()
