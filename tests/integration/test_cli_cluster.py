@@ -188,6 +188,11 @@ def test_add_list_follow_and_tune_sync(tmp_path: Path, trio: list[Node]) -> None
     # A secondary refuses cluster commands and names the primary.
     result = mft(tmp_path, third, "sync", "now")
     assert result.returncode == 1 and "secondary" in result.stderr and "node-a" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    # It lists the members, but leaves their sync state to the primary.
+    result = mft(tmp_path, third, "servers", "list")
+    assert result.returncode == 0 and "node-c is not the primary" in result.stdout
+    assert not re.search(r"in sync|behind|error", result.stdout.split("\n", 2)[2])
 
 
 def test_failed_adds_change_nothing(tmp_path: Path, pair: list[Node]) -> None:

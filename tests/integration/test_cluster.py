@@ -282,3 +282,21 @@ async def test_a_stale_primary_is_fenced(trio: list[Node], tmp_path: Path) -> No
     for node in (second, third):
         assert node.state.cluster.epoch == newer.epoch
         assert node.state.cluster.sync.interval_s != 90
+
+
+async def test_adding_a_member_again_keeps_versions_aligned(trio: list[Node],
+                                                            tmp_path: Path) -> None:
+    primary, second, _ = trio
+    async with await connect(primary, tmp_path) as client:
+        await add(client, second)
+        version = primary.state.cluster.version
+        result, steps = await add(client, second)
+        assert all(s["status"] == "ok" for s in steps)
+        assert result["version"] == version == second.state.cluster.version
+        assert second.state.config_hash == primary.state.config_hash
+        await client.call("cluster.sync.set", {"interval_s": 77})
+        await wait_until(lambda: second.state.cluster.sync.interval_s == 77)
+        await client.call("cluster.sync.now")
+        listing = await client.call("cluster.servers.list")
+        row = next(s for s in listing["servers"] if s["name"] == "node-1")
+        assert row["in_sync"] and row["last_error"] is None

@@ -209,7 +209,7 @@ def _step_line(params: dict[str, Any]) -> str:
     return safe(line)
 
 
-def _failure(exc: RpcError, what: str, shown: bool) -> CommandError:
+def _failure(exc: RpcError, what: str, shown: bool, after: str = "") -> CommandError:
     """A registration failure (of the preview or of a step): the FAILED line unless the
     primary already reported it, then one error line with the diagnosis code."""
     step = str(exc.data.get("step", "?"))
@@ -221,7 +221,7 @@ def _failure(exc: RpcError, what: str, shown: bool) -> CommandError:
         print(_step_line({"step": step, "status": "failed", "detail": message,
                           "diagnosis": diagnosis, "hint": exc.data.get("hint", "")}),
               flush=True)
-    return CommandError(f"{what}: {step} failed ({diagnosis})", EXIT_FAILED, diagnosis)
+    return CommandError(f"{what}: {step} failed ({diagnosis}){after}", EXIT_FAILED, diagnosis)
 
 
 async def _add(args: argparse.Namespace, target: Target, password: str) -> int:
@@ -235,8 +235,8 @@ async def _add(args: argparse.Namespace, target: Target, password: str) -> int:
         except RpcError as exc:
             if exc.code != REGISTRATION_FAILED:
                 raise
-            raise _failure(exc, f"cannot add {target.host}:{target.port}; nothing was changed",
-                           shown=False) from None
+            raise _failure(exc, f"cannot add {target.host}:{target.port}", shown=False,
+                           after="; nothing was changed") from None
         _print_preview(target, preview)
         name = safe(preview["name"])
         if not args.yes:

@@ -85,6 +85,10 @@ def _member_row(ctx: CallContext, cfg: ClusterConfig, member: Any) -> dict[str, 
                    config_hash=ctx.state.config_hash, in_sync=True, last_error=None,
                    consecutive_failures=0)
         return row
+    if ctx.state.role != "primary":  # only the primary knows what its members hold
+        row.update(last_synchronized=None, version=None, epoch=None, config_hash=None,
+                   in_sync=None, last_error=None, consecutive_failures=None)
+        return row
     status = _runtime(ctx).engine.status(member.id) if ctx.cluster else None
     row.update(last_synchronized=status.last_synchronized if status else None,
                version=status.version_held if status else None,

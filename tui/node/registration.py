@@ -128,9 +128,11 @@ class Registration:
             new_member = Member(id=info["node_id"], name=info["name"], address=host,
                                 admin_port=port, role="secondary", sync_enabled=True,
                                 host_key_fingerprint=client.host_key_fingerprint)
-            base = ours
-            prospective = self._with_member(base, cluster_id, key, new_member,
-                                            backup["peer_address"]).bumped()
+            edited = self._with_member(ours, cluster_id, key, new_member,
+                                       backup["peer_address"])
+            # Adding a member again changes nothing: push the document as it is, so the
+            # node holds exactly the primary's version.
+            prospective = ours if edited == ours else edited.bumped()
             digest = config_hash(prospective)
             joined = await self._step(progress, "push configuration", client.call(
                 "cluster.join", {"config": dumps_cluster(prospective).decode(),
@@ -152,6 +154,7 @@ class Registration:
         if self.state.role != "primary":
             await self.state.set_role("primary")
             self.engine.start()
+        self.engine.refresh(new_member.id)
         await _report(progress, "record member", "ok")
         return {"member": {"id": new_member.id, "name": new_member.name,
                            "address": f"{host}:{port}"},

@@ -234,13 +234,20 @@ class SyncEngine:
         workers = [w for mid, w in self.workers.items()
                    if member_ids is None or mid in member_ids]
         for worker in workers:
-            worker.status.hash_held = None  # push even if we believe it is current
-            worker.trigger()
+            self.refresh(worker.member.id)  # push even if we believe it is current
         try:
             async with asyncio.timeout(timeout):
                 await asyncio.gather(*(w.synced.wait() for w in workers if w._enabled()))
         except TimeoutError:
             pass
+
+    def refresh(self, member_id: str) -> None:
+        """Forget what we believe a member holds and push to it (it may have been
+        changed behind the engine's back, as registration does)."""
+        worker = self.workers.get(member_id)
+        if worker is not None:
+            worker.status.hash_held = None
+            worker.trigger()
 
     def status(self, member_id: str) -> MemberStatus | None:
         worker = self.workers.get(member_id)
