@@ -300,3 +300,22 @@ async def test_adding_a_member_again_keeps_versions_aligned(trio: list[Node],
         listing = await client.call("cluster.servers.list")
         row = next(s for s in listing["servers"] if s["name"] == "node-1")
         assert row["in_sync"] and row["last_error"] is None
+
+
+async def test_reconciliation_repairs_drift(trio: list[Node], tmp_path: Path) -> None:
+    """A member whose file was changed behind the cluster's back is put right at the next
+    interval, without any change on the primary."""
+    from dataclasses import replace
+    primary, second, _ = trio
+    async with await connect(primary, tmp_path) as client:
+        await add(client, second)
+        await client.call("cluster.sync.set", {"interval_s": 5})
+        await wait_until(lambda: second.state.config_hash == primary.state.config_hash)
+        # Drift: the secondary's document changes under the same version.
+        drifted = replace(second.state.cluster, sync=replace(second.state.cluster.sync,
+                                                             interval_s=999))
+        from tui.model.codec import dumps_cluster
+        await second.state.apply(drifted, dumps_cluster(drifted), actor="test",
+                                 summary="drift")
+        assert second.state.config_hash != primary.state.config_hash
+        await wait_until(lambda: second.state.config_hash == primary.state.config_hash, 12.0)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import asyncssh
+
 from ..atomic import atomic_write
 from ..model.codec import config_hash, dumps_cluster, loads_cluster, redact_toml
 from ..model.config import ADMIN_SITE, CLUSTER_USER, ClusterConfig
@@ -87,7 +89,7 @@ async def cluster_key_install(ctx: CallContext, p: Params) -> dict[str, Any]:
     _check_not_elsewhere(ctx, cluster_id)
     try:
         key = await asyncio.to_thread(cluster_key.install_pending, ctx.state.home, key_text)
-    except (ValueError, Exception) as exc:  # asyncssh.KeyImportError is a ValueError
+    except (asyncssh.KeyImportError, ValueError) as exc:
         raise RpcError(INVALID_PARAMS, f"not a private key: {exc}", {"field": "key"}) from None
     return {"fingerprint": key.get_fingerprint("sha256")}
 

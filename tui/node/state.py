@@ -71,12 +71,15 @@ class NodeState:
         return self.node.role
 
     async def change(self, edit: Callable[[ClusterConfig], ClusterConfig], *, actor: str,
-                     summary: str, base_version: int | None = None) -> ClusterConfig:
+                     summary: str, base_version: int | None = None,
+                     new_version_anyway: bool = False) -> ClusterConfig:
         """Apply ``edit`` to the current document and persist it as the next version.
 
         ``base_version`` is the version the caller's edit was based on; if someone else
         changed the document since, the edit is refused rather than silently overwriting.
-        ``actor`` and ``summary`` go to the log: who changed what.
+        ``actor`` and ``summary`` go to the log: who changed what. An edit that changes
+        nothing makes no new version, unless ``new_version_anyway`` (to repair drift: a
+        member holding other content under the current version takes only a newer one).
         """
         async with self._lock:
             current = self._cluster
@@ -87,7 +90,7 @@ class NodeState:
                                          f"{current.version}); reload and apply again",
                                {"current_version": current.version})
             edited = edit(current)
-            if edited == current:
+            if edited == current and not new_version_anyway:
                 return current  # nothing to change: no new version, no new generation
             new = edited.bumped()
             try:

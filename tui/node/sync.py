@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..model.config import CLUSTER_USER, ClusterConfig, Member
-from ..protocol.rpc import STALE_EPOCH, Prepared, RpcError, prepare
+from ..protocol.rpc import HASH_MISMATCH, STALE_EPOCH, Prepared, RpcError, prepare
 from ..services.admin_client import AdminClient, Credentials
 from ..services.errors import ConnectError
 from ..services.hostkeys import HostKeyStore, TrustPolicy
@@ -59,6 +59,7 @@ class MemberWorker:
         self.wanted = asyncio.Event()
         self.synced = asyncio.Event()  # set whenever the member holds the current document
         self._client: AdminClient | None = None
+        self._verify = False  # on the next round, check the member's hash even if current
         self._task = asyncio.create_task(self._run(), name=f"sync-{member.name}")
 
     async def _run(self) -> None:
@@ -99,17 +100,27 @@ class MemberWorker:
 
     async def _push(self) -> bool:
         _, push, digest = self.engine.document()
-        if (self.status.hash_held == digest and self._client is not None
-                and self._client.connected):
+        believed_current = (self.status.hash_held == digest and self._client is not None
+                            and self._client.connected)
+        if believed_current and not self._verify:
             self.synced.set()
             return True
         try:
             async with self.engine.slots:
                 client = await self._connect()
+                if believed_current:
+                    # Reconciliation: ask what the member holds; push only if it drifted.
+                    self._verify = False
+                    info = await client.call("node.info")
+                    if info["config_hash"] == digest:
+                        self.synced.set()
+                        return True
                 result = await client.call("cluster.push", push)
         except RpcError as exc:
             if exc.code == STALE_EPOCH:
                 self.engine.fence(self.member, exc.message)
+            elif exc.code == HASH_MISMATCH:
+                self.engine.repair_drift(self.member, digest)
             return self._failed(exc.message)
         except ConnectError as exc:
             self._drop_client()
@@ -136,7 +147,8 @@ class MemberWorker:
             self._client.close()
             self._client = None
 
-    def trigger(self) -> None:
+    def trigger(self, verify: bool = False) -> None:
+        self._verify = self._verify or verify
         self.synced.clear()
         self.wanted.set()
 
@@ -154,12 +166,14 @@ class SyncEngine:
         self.slots = asyncio.Semaphore(MAX_PUSHES_IN_FLIGHT)
         self.workers: dict[str, MemberWorker] = {}
         self.fenced: str | None = None
+        self._drift_repaired_for: str | None = None
         # A node bound to one address speaks from it too, so members' IP filters see one
         # address per node; None lets the system choose (a node listening on 0.0.0.0).
         self.source_address: str | None = None
         self._doc: tuple[ClusterConfig, Prepared, str] | None = None
         self._debounce: asyncio.TimerHandle | None = None
         self._interval_task: asyncio.Task[None] | None = None
+        self._interval_s = 0
         self._key = None
         state.on_change(self._changed)
 
@@ -208,21 +222,37 @@ class SyncEngine:
 
     def _changed(self, cfg: ClusterConfig) -> None:
         self._reconcile_members()
+        if self._interval_task is not None and cfg.sync.interval_s != self._interval_s:
+            self._interval_task.cancel()  # a new interval counts from now
+            self._interval_task = asyncio.create_task(self._interval_loop())
         # Debounced: a burst of edits is pushed once, well under a second after the last.
         if self._debounce is not None:
             self._debounce.cancel()
         self._debounce = asyncio.get_running_loop().call_later(DEBOUNCE_S, self.trigger_all)
 
-    def trigger_all(self) -> None:
+    def trigger_all(self, verify: bool = False) -> None:
         self._debounce = None
         for worker in self.workers.values():
-            worker.trigger()
+            worker.trigger(verify)
 
     async def _interval_loop(self) -> None:
         while True:
-            await asyncio.sleep(self.state.cluster.sync.interval_s)
+            self._interval_s = self.state.cluster.sync.interval_s
+            await asyncio.sleep(self._interval_s)
             if self.state.cluster.sync.enabled:
-                self.trigger_all()
+                self.trigger_all(verify=True)
+
+    def repair_drift(self, member: Member, digest: str) -> None:
+        """A member holds other content under the current version: only a newer version
+        can replace it, so make one (once per document)."""
+        if self._drift_repaired_for == digest:
+            return
+        self._drift_repaired_for = digest
+        log.warning("%s: %s holds other content under version %d; issuing a new version",
+                    self.name, member.name, self.state.cluster.version)
+        asyncio.ensure_future(self.state.change(
+            lambda cfg: cfg, actor="sync", summary=f"new version to repair drift on "
+                                                   f"{member.name}", new_version_anyway=True))
 
     def fence(self, member: Member, reason: str) -> None:
         if self.fenced is None:
