@@ -250,7 +250,7 @@ async def test_a_stale_primary_is_fenced(trio: list[Node], tmp_path: Path) -> No
     with STALE_EPOCH and it stops pushing."""
     from dataclasses import replace
 
-    from tui.model.codec import config_hash, dumps_cluster
+    from tui.model.codec import cluster_to_dict, config_hash
     from tui.node import cluster_key
     from tui.services.admin_client import Credentials
     from tui.services.hostkeys import HostKeyStore, TrustPolicy
@@ -269,7 +269,7 @@ async def test_a_stale_primary_is_fenced(trio: list[Node], tmp_path: Path) -> No
                 Target(node.host, node.port, "mft-cluster"), Credentials(keys=(key,)),
                 hostkeys=HostKeyStore(tmp_path / "kh-new"), policy=TrustPolicy.ACCEPT_NEW)
             async with member:
-                await member.call("cluster.push", {"config": dumps_cluster(newer).decode(),
+                await member.call("cluster.push", {"config": cluster_to_dict(newer),
                                                    "config_hash": config_hash(newer)})
         # The old primary's next change is refused everywhere, and it stops pushing.
         await client.call("cluster.sync.set", {"interval_s": 90})

@@ -27,6 +27,7 @@ This module is pure: it does no I/O and depends only on the standard library.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -234,6 +235,14 @@ def _parse_match(match: object) -> tuple[_Span, str]:
         raise IpFilterError(
             f"a rule's match must be text, not {_type_name(match)} {match!r}"
         )
+    return _parse_match_text(match)
+
+
+# Every version of a cluster document repeats nearly all of its rules: parsing each match
+# text once per process, not once per document, makes validating a pushed document with
+# thousands of rules several times cheaper. The result is immutable; errors are not cached.
+@functools.lru_cache(maxsize=16384)
+def _parse_match_text(match: str) -> tuple[_Span, str]:
     text = match.strip()
     if not text:
         raise IpFilterError(

@@ -14,7 +14,7 @@ from typing import Any
 import asyncssh
 
 from ..atomic import atomic_write
-from ..model.codec import config_hash, dumps_cluster, loads_cluster, redact_toml
+from ..model.codec import cluster_from_dict, config_hash, dumps_cluster, redact_toml
 from ..model.config import ADMIN_SITE, CLUSTER_USER, ClusterConfig
 from ..model.validate import ConfigError
 from ..protocol.rpc import (
@@ -33,13 +33,18 @@ from .methods import CallContext, method
 
 
 async def _document(p: Params) -> tuple[ClusterConfig, str, bytes]:
-    """The pushed document, validated as a load would, with its hash and exact bytes."""
-    text = p.get("config", str)
+    """The pushed document (an object shaped like cluster.toml), validated as a load would,
+    with its hash and the TOML to store.
+
+    It travels as JSON rather than TOML text: the whole message is JSON already, and
+    parsing a large document as TOML cost most of a push.
+    """
+    doc = p.get("config", dict)
     claimed = p.get("config_hash", str)
-    data = text.encode("utf-8")
     try:
-        # Parsing a large document takes a while: in a thread, so the node keeps serving.
-        cfg = await asyncio.to_thread(loads_cluster, data, "pushed cluster.toml")
+        # Validating and rendering a large document takes a while: in a thread, so the
+        # node keeps serving.
+        cfg, data = await asyncio.to_thread(_load_pushed, doc)
     except ConfigError as exc:
         raise RpcError(INVALID_PARAMS, str(exc), {"field": "config"}) from None
     actual = config_hash(cfg)
@@ -47,6 +52,11 @@ async def _document(p: Params) -> tuple[ClusterConfig, str, bytes]:
         raise RpcError(HASH_MISMATCH, f"the configuration's hash is {actual[:12]}…, not the "
                                       f"{claimed[:12]}… it was sent with")
     return cfg, actual, data
+
+
+def _load_pushed(doc: dict[str, Any]) -> tuple[ClusterConfig, bytes]:
+    cfg = cluster_from_dict(doc, "pushed cluster document")
+    return cfg, dumps_cluster(cfg)
 
 
 def _check_not_elsewhere(ctx: CallContext, cluster_id: str) -> None:

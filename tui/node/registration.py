@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write
-from ..model.codec import config_hash, dumps_cluster
+from ..model.codec import cluster_to_dict, config_hash
 from ..model.config import ADMIN_PORT, ADMIN_SITE, CLUSTER_USER, ClusterConfig, Member, User
 from ..protocol.rpc import REGISTRATION_FAILED, RpcError
 from ..services.admin_client import AdminClient, Credentials
@@ -135,7 +135,7 @@ class Registration:
             prospective = ours if edited == ours else edited.bumped()
             digest = config_hash(prospective)
             joined = await self._step(progress, "push configuration", client.call(
-                "cluster.join", {"config": dumps_cluster(prospective).decode(),
+                "cluster.join", {"config": cluster_to_dict(prospective),
                                  "config_hash": digest}))
             await _report(progress, "push configuration", "ok",
                           f"version {prospective.version}")

@@ -114,7 +114,9 @@ class NodeState:
 
     async def _commit(self, new: ClusterConfig, actor: str, summary: str,
                       data: bytes) -> None:
-        await asyncio.to_thread(self._store.replace, data)
+        old = self._cluster
+        await asyncio.to_thread(self._store.replace, data,
+                                current=(self.document, old.epoch, old.version))
         self._cluster = new
         self._data = data
         self._hash = config_hash(new)

@@ -133,12 +133,15 @@ class TomlFile:
         except tomllib.TOMLDecodeError as err:
             raise StoreError(f"{self.path}: not valid TOML: {err}", self.path) from err
 
-    def replace(self, data: bytes, epoch: int | None = None, version: int | None = None) -> None:
+    def replace(self, data: bytes, epoch: int | None = None, version: int | None = None,
+                *, current: tuple[bytes, int, int] | None = None) -> None:
         """Atomically replace the file with ``data``, first backing up the current content.
 
         ``epoch``/``version``, when given, must match the top-level keys of
         ``data``; this catches a caller writing a document other than the one
-        it meant to.
+        it meant to. ``current`` is what the caller believes the file holds (its bytes,
+        epoch and version): when the file holds exactly those bytes, the backup is named
+        without parsing it again, which for a large document is most of a write's cost.
         """
         if epoch is not None or version is not None:
             new = tomllib.loads(data.decode("utf-8"))
@@ -148,13 +151,16 @@ class TomlFile:
                         f"new {self.path.name} has {key}={new.get(key)!r}, expected {expected}"
                     )
         if self.backups is not None:
-            self._backup_current()
+            self._backup_current(current)
         atomic_write(self.path, data)
 
-    def _backup_current(self) -> None:
+    def _backup_current(self, believed: tuple[bytes, int, int] | None) -> None:
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
+            return
+        if believed is not None and raw == believed[0]:
+            self.backups.save(raw, believed[1], believed[2])
             return
         try:
             current = self._parse(raw)

@@ -17,6 +17,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from ..model.codec import cluster_to_dict
 from ..model.config import CLUSTER_USER, ClusterConfig, Member
 from ..protocol.rpc import HASH_MISMATCH, STALE_EPOCH, Prepared, RpcError, prepare
 from ..services.admin_client import AdminClient, Credentials
@@ -192,8 +193,7 @@ class SyncEngine:
         cfg = self.state.cluster
         if self._doc is None or self._doc[0] is not cfg:
             digest = self.state.config_hash
-            push = prepare({"config": self.state.document.decode("utf-8"),
-                            "config_hash": digest})
+            push = prepare({"config": cluster_to_dict(cfg), "config_hash": digest})
             self._doc = (cfg, push, digest)
         return self._doc
 
