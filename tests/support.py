@@ -126,3 +126,37 @@ def stop_node_process(node: Node) -> int:
         node.process.kill()
         node.process.wait()
         raise AssertionError("node did not stop within 10 s of SIGTERM") from None
+
+
+async def start_node(tmp_path: Path, name: str, host: str, port: int = 0,
+                     home: Path | None = None) -> Node:
+    """A node with its cluster machinery (sync engine, monitor), in this event loop."""
+    from tui.node.daemon import Node as NodeServices
+    from tui.node.home import load_home
+    home = home or make_home(tmp_path / name, name)
+    services = NodeServices(load_home(home), host, port)
+    await services.start()
+    return Node(home, *services.admin.address, server=services.admin,
+                extra={"services": services})
+
+
+async def add_server(primary: AdminClient, node: Node) -> tuple[dict, list[dict]]:
+    """Register ``node`` with the primary as the console does: preview, then add."""
+    steps: list[dict] = []
+    primary.on_notification(lambda method, params: steps.append(params)
+                            if method == "cluster.servers.add.progress" else None)
+    preview = await primary.call("cluster.servers.preview", {
+        "host": node.host, "port": node.port, "password": ADMIN_PASSWORD})
+    result = await primary.call("cluster.servers.add", {
+        "host": node.host, "port": node.port, "password": ADMIN_PASSWORD,
+        "fingerprint": preview["fingerprint"]}, timeout=30)
+    return result, steps
+
+
+async def wait_until(predicate, timeout: float = 5.0, step: float = 0.02) -> None:
+    import asyncio
+    for _ in range(max(1, int(timeout / step))):
+        if predicate():
+            return
+        await asyncio.sleep(step)
+    raise AssertionError("condition not reached in time")

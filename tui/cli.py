@@ -11,6 +11,7 @@ from typing import NoReturn
 from . import __version__
 from .commands import init as init_cmd
 from .commands import ipfilter as ipfilter_cmd
+from .commands import monitor as monitor_cmd
 from .commands import serve as serve_cmd
 from .commands import servers as servers_cmd
 from .commands import status as status_cmd
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     ipfilter_cmd.add_parser(sub)
     servers_cmd.add_parser(sub)
     sync_cmd.add_parser(sub)
+    monitor_cmd.add_parser(sub)
     return parser
 
 

@@ -8,19 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ADMIN_PASSWORD, Node, connect, make_home
+from tests.support import ADMIN_PASSWORD, Node, add_server as add, connect, make_home
+from tests.support import start_node as start, wait_until
 from tui.node.daemon import Node as NodeServices
 from tui.node.home import load_home
 from tui.protocol.rpc import NOT_PRIMARY, REGISTRATION_FAILED, RpcError
 from tui.services.admin_client import AdminClient
-
-
-async def start(tmp_path: Path, name: str, host: str) -> Node:
-    home = make_home(tmp_path / name, name)
-    services = NodeServices(load_home(home), host, 0)
-    await services.start()
-    return Node(home, *services.admin.address, server=services.admin,
-                extra={"services": services})
 
 
 @pytest.fixture
@@ -29,25 +22,6 @@ async def trio(tmp_path: Path) -> AsyncIterator[list[Node]]:
     yield nodes
     for node in nodes:
         await node.extra["services"].stop()
-
-
-async def add(primary: AdminClient, node: Node) -> tuple[dict, list[dict]]:
-    steps: list[dict] = []
-    primary.on_notification(lambda method, params: steps.append(params))
-    preview = await primary.call("cluster.servers.preview", {
-        "host": node.host, "port": node.port, "password": ADMIN_PASSWORD})
-    result = await primary.call("cluster.servers.add", {
-        "host": node.host, "port": node.port, "password": ADMIN_PASSWORD,
-        "fingerprint": preview["fingerprint"]}, timeout=30)
-    return result, steps
-
-
-async def wait_until(predicate, timeout: float = 5.0) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached in time")
 
 
 async def test_preview_changes_nothing(trio: list[Node], tmp_path: Path) -> None:
@@ -269,16 +243,19 @@ async def test_a_stale_primary_is_fenced(trio: list[Node], tmp_path: Path) -> No
                 Target(node.host, node.port, "mft-cluster"), Credentials(keys=(key,)),
                 hostkeys=HostKeyStore(tmp_path / "kh-new"), policy=TrustPolicy.ACCEPT_NEW)
             async with member:
-                await member.call("cluster.push", {"config": cluster_to_dict(newer),
+                await member.call("cluster.push", {"config": cluster_to_dict(newer), "from": second.state.node.node_id,
                                                    "config_hash": config_hash(newer)})
         # The old primary's next change is refused everywhere, and it stops pushing.
         await client.call("cluster.sync.set", {"interval_s": 90})
         await wait_until(lambda: primary.extra["services"].engine.fenced is not None)
         listing = await client.call("cluster.servers.list")
-        assert "STALE" in listing["fenced"] or "epoch" in listing["fenced"]
-        for row in listing["servers"]:
-            if row["role"] == "secondary":
-                assert "epoch" in (row["last_error"] or "")
+        assert "epoch" in listing["fenced"]
+        # Fenced, it steps down: it takes no more edits until a newer primary takes it in.
+        await wait_until(lambda: primary.state.role == "secondary")
+        assert not primary.extra["services"].engine.running
+        with pytest.raises(RpcError) as err:
+            await client.call("cluster.sync.set", {"interval_s": 91})
+        assert err.value.code == NOT_PRIMARY
     for node in (second, third):
         assert node.state.cluster.epoch == newer.epoch
         assert node.state.cluster.sync.interval_s != 90

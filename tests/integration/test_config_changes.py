@@ -21,9 +21,9 @@ async def test_a_caller_giving_up_mid_write_loses_nothing(node: Node) -> None:
     state = node.state
     real_replace = state._store.replace
 
-    def slow_replace(data: bytes) -> None:  # a slow disk
+    def slow_replace(data: bytes, **known: object) -> None:  # a slow disk
         time.sleep(0.3)
-        real_replace(data)
+        real_replace(data, **known)
 
     state._store.replace = slow_replace  # type: ignore[method-assign]
     with pytest.raises(TimeoutError):

@@ -38,7 +38,8 @@ def test_model_is_pure(package: str) -> None:
 @pytest.mark.parametrize("package", [
     "tui.protocol.rpc", "tui.node.server", "tui.node.daemon", "tui.node.store",
     "tui.services.admin_client", "tui.services.hostkeys", "tui.cli",
-    "tui.commands.status", "tui.commands.ipfilter",
+    "tui.commands.status", "tui.commands.ipfilter", "tui.commands.failover",
+    "tui.commands.monitor", "tui.node.monitor", "tui.node.events", "tui.node.failover",
 ])
 def test_services_node_and_commands_never_load_textual(package: str) -> None:
     assert "textual" not in top_level(loaded_after(package))

@@ -24,6 +24,7 @@ from tui.model.config import (
     AutobanSettings,
     ClusterConfig,
     Member,
+    MonitorSettings,
     NodeConfig,
     SyncSettings,
     User,
@@ -115,6 +116,9 @@ def test_non_utf8_is_refused() -> None:
     ({"colour": "blue"}, "colour", "unknown key"),
     ({"autoban": {"max_failures": 0}}, "autoban.max_failures", "between 1"),
     ({"sites": "admin"}, "sites", "array of tables"),
+    ({"monitor": {"period_s": 0}}, "monitor.period_s", "between 1 and 3600"),
+    ({"monitor": {"period": 5}}, "monitor.period", "unknown key"),
+    ({"removed_members": "n1"}, "removed_members", "list of strings"),
 ])
 def test_each_bad_value_names_its_key(changes: dict, key: str, words: str) -> None:
     err = error_of(edited(**changes))
@@ -213,10 +217,12 @@ rules = st.lists(st.builds(Rule, st.sampled_from(["allow", "deny", "allow-always
     user_names=st.lists(names, unique=True, max_size=4),
     member_names=st.lists(names, unique=True, max_size=4),
     home=st.text(max_size=40), ports=st.integers(1, 65535),
+    period=st.integers(1, 3600), removed=st.lists(names, unique=True, max_size=3),
 )
 def test_any_valid_config_survives_a_toml_round_trip(version, epoch, interval, enabled,
                                                      cluster_id, file_rules, file_default,
-                                                     user_names, member_names, home, ports):
+                                                     user_names, member_names, home, ports,
+                                                     period, removed):
     sites = default_sites()
     sites = (sites[0], replace(sites[1], rules=tuple(file_rules), ip_default=file_default))
     users = (User("admin", "admin", HASH),) + tuple(
@@ -225,7 +231,9 @@ def test_any_valid_config_survives_a_toml_round_trip(version, epoch, interval, e
     members = tuple(Member(f"id-{n}", n, f"{n}.example", ports, "secondary", enabled)
                     for n in member_names)
     cfg = ClusterConfig(cluster_id, epoch, version, SyncSettings(enabled, interval),
-                        AutobanSettings(), sites, users, members)
+                        AutobanSettings(), sites, users, members,
+                        removed_members=tuple(f"id-{n}" for n in removed),
+                        monitor=MonitorSettings(period))
     text = dumps_cluster(cfg)
     again = loads_cluster(text)
     assert again == cfg

@@ -1,4 +1,5 @@
-"""`mft servers add|list|set`: add secondaries to the cluster, list them, turn their sync on or off.
+"""`mft servers add|list|set|remove|promote`: add secondaries to the cluster, list them, turn
+their sync on or off; remove and promote live in ``failover``.
 
 Every verb talks to the primary (`--connect`). `add` previews the server first (its host key
 and the configuration it is about to lose), asks, then reports each registration step as the
@@ -19,6 +20,7 @@ from typing import Any
 
 from ..protocol.rpc import REGISTRATION_FAILED, RpcError
 from ..services.target import Target
+from . import failover
 from .connect import add_connection_options, open_client
 from .output import (
     EXIT_FAILED,
@@ -66,6 +68,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     v.add_argument("--sync", choices=("on", "off"), required=True,
                    help="push the cluster's configuration to it, or stop doing so")
     v.add_argument("--json", action="store_true", help="print JSON for scripts")
+    failover.add_verbs(verbs)
     p.set_defaults(run=run)
 
 
@@ -148,7 +151,7 @@ def _secondary_password(args: argparse.Namespace, target: Target) -> str:
         raise CommandError("no password given; nothing was changed") from None
 
 
-async def _ask(prompt: str) -> str:
+async def ask(prompt: str) -> str:
     """input() without stopping the event loop (the SSH link keeps answering keepalives);
     a daemon thread, so Ctrl-C never waits for the line."""
     loop = asyncio.get_running_loop()
@@ -244,7 +247,7 @@ async def _add(args: argparse.Namespace, target: Target, password: str) -> int:
                 raise CommandError(f"not adding {name} without a confirmation: check its host "
                                    "key fingerprint above, then pass --yes; nothing was changed")
             try:
-                answer = await _ask(f"Add {name} to the cluster? [y/N] ")
+                answer = await ask(f"Add {name} to the cluster? [y/N] ")
             except EOFError:
                 print(file=sys.stderr)
                 answer = ""
@@ -311,6 +314,8 @@ async def _set(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "run_verb", None):
+        return args.run_verb(args)
     if args.verb == "add":
         target = _secondary_target(args)
         password = _secondary_password(args, target)

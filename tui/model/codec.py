@@ -16,9 +16,12 @@ from .config import (
     SITE_KINDS,
     SYNC_INTERVAL_MAX_S,
     SYNC_INTERVAL_MIN_S,
+    MONITOR_PERIOD_MAX_S,
+    MONITOR_PERIOD_MIN_S,
     AutobanSettings,
     ClusterConfig,
     Member,
+    MonitorSettings,
     NodeConfig,
     Site,
     SyncSettings,
@@ -40,6 +43,7 @@ def cluster_to_dict(cfg: ClusterConfig) -> dict[str, Any]:
         "epoch": cfg.epoch,
         "version": cfg.version,
         "sync": asdict(cfg.sync),
+        "monitor": asdict(cfg.monitor),
         "autoban": asdict(cfg.autoban),
         "sites": [
             {
@@ -57,6 +61,7 @@ def cluster_to_dict(cfg: ClusterConfig) -> dict[str, Any]:
             for u in cfg.users
         ],
         "members": [asdict(m) for m in cfg.members],
+        "removed_members": list(cfg.removed_members),
         "file_service": {"host_keys": list(cfg.file_host_keys)},
     }
 
@@ -70,6 +75,11 @@ def cluster_from_dict(data: Any, file: str = CLUSTER_FILE) -> ClusterConfig:
                               maximum=SYNC_INTERVAL_MAX_S),
     )
     sync_t.done()
+    monitor_t = top.table("monitor")
+    monitor = MonitorSettings(
+        period_s=monitor_t.int("period_s", 5, minimum=MONITOR_PERIOD_MIN_S,
+                               maximum=MONITOR_PERIOD_MAX_S))
+    monitor_t.done()
     ban_t = top.table("autoban")
     autoban = AutobanSettings(
         enabled=ban_t.bool("enabled", True),
@@ -86,11 +96,13 @@ def cluster_from_dict(data: Any, file: str = CLUSTER_FILE) -> ClusterConfig:
         epoch=top.int("epoch", 0, minimum=0, maximum=2**53),
         version=top.int("version", required=True, minimum=1, maximum=2**53),
         sync=sync,
+        monitor=monitor,
         autoban=autoban,
         sites=tuple(_site(t) for t in top.tables("sites")),
         users=tuple(_user(t) for t in top.tables("users")),
         members=tuple(_member(t) for t in top.tables("members")),
         file_host_keys=host_keys,
+        removed_members=top.str_list("removed_members"),
     )
     top.done()
     _check_cluster(cfg, file)

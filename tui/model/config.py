@@ -21,12 +21,19 @@ ROLES = ("standalone", "primary", "secondary")
 SITE_KINDS = ("admin", "file")
 SYNC_INTERVAL_MIN_S = 5
 SYNC_INTERVAL_MAX_S = 86400
+MONITOR_PERIOD_MIN_S = 1
+MONITOR_PERIOD_MAX_S = 3600
 
 
 @dataclass(frozen=True)
 class SyncSettings:
     enabled: bool = True
     interval_s: int = 60
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    period_s: int = 5  # how often the primary checks every member
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,10 @@ class ClusterConfig:
     users: tuple[User, ...] = ()
     members: tuple[Member, ...] = ()
     file_host_keys: tuple[str, ...] = ()  # private keys (OpenSSH PEM), shared by every node
+    # Node ids taken out of the cluster while unreachable: they still hold the cluster key,
+    # so members refuse them by id if they ever act as members again.
+    removed_members: tuple[str, ...] = ()
+    monitor: MonitorSettings = field(default_factory=MonitorSettings)
 
     def site(self, name: str) -> Site:
         for site in self.sites:

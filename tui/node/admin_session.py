@@ -31,6 +31,7 @@ from ..protocol.rpc import (
     parse_message,
     result_response,
 )
+from .events import Subscriber
 from .methods import METHODS, QUICK_METHODS, CallContext
 
 log = logging.getLogger("mft.node")
@@ -39,14 +40,22 @@ MAX_IN_FLIGHT = 32
 _CHANNEL_EVENTS = (asyncssh.BreakReceived, asyncssh.SignalReceived,
                    asyncssh.TerminalSizeChanged)
 DRAIN_ABOVE_BYTES = 1024 * 1024
+# Events wait in the subscriber's queue (bounded) rather than in the channel's buffer
+# (unbounded) once this much is unsent: a console that stops reading then overflows its
+# queue and is told to resync, instead of growing the node's memory.
+EVENTS_BUFFER_BYTES = 256 * 1024
+EVENT = "event"
+RESYNC = "events.resync"
 
 
 class AdminSession:
     def __init__(self, process: asyncssh.SSHServerProcess, ctx: CallContext):
         self.process = process
-        self.ctx = replace(ctx, notify=self._notify)
+        self.ctx = replace(ctx, notify=self._notify, subscribe=self._subscribe)
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._subscriber: Subscriber | None = None
+        self._pump: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         splitter = LineSplitter(MAX_MESSAGE_BYTES)
@@ -71,8 +80,48 @@ class AdminSession:
         except Exception:  # end this channel, never the admin's whole connection
             log.exception("%s: admin channel failed", self.ctx.state.node.name)
         finally:
+            self._unsubscribe()
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _subscribe(self, kinds: list[str] | None) -> int:
+        """Stream events to this channel (one subscription per channel: a new one replaces
+        the old)."""
+        self._unsubscribe()
+        events = self.ctx.state.events
+        self._subscriber = events.subscribe(kinds)
+        self._pump = asyncio.create_task(self._pump_events(self._subscriber))
+        return events.last_seq
+
+    def _unsubscribe(self) -> None:
+        if self._subscriber is not None:
+            self._subscriber.close()
+            self._subscriber = None
+        if self._pump is not None:
+            self._pump.cancel()
+            self._pump = None
+
+    async def _pump_events(self, sub: Subscriber) -> None:
+        channel = self.process.channel
+        # drain() waits only above the channel's high-water mark: make it ours.
+        channel.set_write_buffer_limits(high=EVENTS_BUFFER_BYTES)
+        try:
+            # Let the subscribe answer go out first: events follow the snapshot.
+            await asyncio.sleep(0)
+            while True:
+                await sub.ready.wait()
+                dropped, events = sub.take()
+                if dropped:
+                    channel.write(encode(notification(RESYNC, {
+                        "dropped": dropped, "seq": self.ctx.state.events.last_seq,
+                        "reason": "events came faster than they were read; read "
+                                  "cluster.status again"})))
+                for event in events:
+                    channel.write(encode(notification(EVENT, event)))
+                if channel.get_write_buffer_size() > EVENTS_BUFFER_BYTES:
+                    await self.process.stdout.drain()
+        except (asyncssh.Error, ConnectionError, BrokenPipeError):
+            pass
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)

@@ -61,3 +61,9 @@ def commit_pending(home: Home) -> None:
 
 def has_pending(home: Home) -> bool:
     return pending_path(home).exists()
+
+
+def revoke(home: Home) -> None:
+    """Forget the cluster key (the node left the cluster)."""
+    for path in (key_path(home), pending_path(home)):
+        path.unlink(missing_ok=True)

@@ -1,21 +1,38 @@
-"""The primary's cluster RPC methods: registration, membership and sync settings."""
+"""The cluster RPC methods an admin calls: registration, membership, sync and monitor
+settings, status, removal and promotion."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..model.config import SYNC_INTERVAL_MAX_S, SYNC_INTERVAL_MIN_S, ClusterConfig
+from ..model.config import (
+    CLUSTER_USER,
+    MONITOR_PERIOD_MAX_S,
+    MONITOR_PERIOD_MIN_S,
+    SYNC_INTERVAL_MAX_S,
+    SYNC_INTERVAL_MIN_S,
+    ClusterConfig,
+)
 from ..protocol.rpc import INVALID_PARAMS, NOT_FOUND, NOT_PRIMARY, Params, RpcError
+from ..services.errors import ConnectError
+from .cluster_status import member_row, snapshot, unreachable_primary
+from .events import KINDS
+from .failover import Failover
 from .methods import CallContext, method
+from .monitor import Monitor
 from .registration import Registration, StepFailed
 from .sync import SyncEngine
+
+STATUS_VIA_PRIMARY_TIMEOUT_S = 2.0
 
 
 @dataclass
 class ClusterRuntime:
     engine: SyncEngine
     registration: Registration
+    monitor: Monitor
+    failover: Failover
 
 
 def _runtime(ctx: CallContext) -> ClusterRuntime:
@@ -76,28 +93,13 @@ async def servers_add(ctx: CallContext, p: Params) -> dict[str, Any]:
 
 
 def _member_row(ctx: CallContext, cfg: ClusterConfig, member: Any) -> dict[str, Any]:
-    row = {"id": member.id, "name": member.name, "address": member.address,
-           "admin_port": member.admin_port, "role": member.role,
-           "sync_enabled": member.sync_enabled,
-           "host_key_fingerprint": member.host_key_fingerprint}
-    if member.id == ctx.state.node.node_id:
-        row.update(last_synchronized=None, version=cfg.version, epoch=cfg.epoch,
-                   config_hash=ctx.state.config_hash, in_sync=True, last_error=None,
-                   consecutive_failures=0)
-        return row
-    if ctx.state.role != "primary":  # only the primary knows what its members hold
-        row.update(last_synchronized=None, version=None, epoch=None, config_hash=None,
-                   in_sync=None, last_error=None, consecutive_failures=None)
-        return row
-    status = _runtime(ctx).engine.status(member.id) if ctx.cluster else None
-    row.update(last_synchronized=status.last_synchronized if status else None,
-               version=status.version_held if status else None,
-               epoch=status.epoch_held if status else None,
-               config_hash=status.hash_held if status else None,
-               in_sync=bool(status and status.hash_held == ctx.state.config_hash),
-               last_error=status.last_error if status else None,
-               consecutive_failures=status.consecutive_failures if status else 0)
-    return row
+    runtime = ctx.cluster
+    return member_row(ctx.state, runtime.engine if runtime else None,
+                      runtime.monitor if runtime else None, cfg, member)
+
+
+def _actor(ctx: CallContext) -> str:
+    return f"{ctx.username}@{ctx.peer_address}"
 
 
 @method("cluster.servers.list", quick=True)
@@ -106,7 +108,7 @@ async def servers_list(ctx: CallContext, p: Params) -> dict[str, Any]:
     cfg = ctx.state.cluster
     return {"cluster_id": cfg.cluster_id, "epoch": cfg.epoch, "version": cfg.version,
             "role": ctx.state.role,
-            "fenced": _runtime(ctx).engine.fenced if ctx.cluster else None,
+            "fenced": ctx.state.fenced,
             "servers": [_member_row(ctx, cfg, m) for m in cfg.members]}
 
 
@@ -126,7 +128,7 @@ async def servers_set(ctx: CallContext, p: Params) -> dict[str, Any]:
     new = await ctx.state.change(
         lambda cfg: cfg.with_member(replace(cfg.member(member.id) or member,
                                             sync_enabled=sync_enabled)),
-        actor=f"{ctx.username}@{ctx.peer_address}",
+        actor=_actor(ctx),
         summary=f"sync {'on' if sync_enabled else 'off'} for {member.name}")
     return _member_row(ctx, new, new.member(member.id))
 
@@ -151,7 +153,7 @@ async def sync_set(ctx: CallContext, p: Params) -> dict[str, Any]:
                        {"field": "interval_s"})
     new = await ctx.state.change(
         lambda cfg: replace(cfg, sync=replace(cfg.sync, enabled=enabled, interval_s=interval)),
-        actor=f"{ctx.username}@{ctx.peer_address}",
+        actor=_actor(ctx),
         summary=f"sync {'enabled' if enabled else 'disabled'}, every {interval} s")
     return {"enabled": new.sync.enabled, "interval_s": new.sync.interval_s,
             "version": new.version}
@@ -167,3 +169,78 @@ async def sync_now(ctx: CallContext, p: Params) -> dict[str, Any]:
     cfg = ctx.state.cluster
     return {"servers": [_member_row(ctx, cfg, m) for m in cfg.members
                         if ids is None or m.id in ids]}
+
+
+@method("cluster.monitor.get", quick=True)
+async def monitor_get(ctx: CallContext, p: Params) -> dict[str, Any]:
+    p.done()
+    return {"period_s": ctx.state.cluster.monitor.period_s,
+            "version": ctx.state.cluster.version}
+
+
+@method("cluster.monitor.set")
+async def monitor_set(ctx: CallContext, p: Params) -> dict[str, Any]:
+    period = p.get("period_s", int)
+    p.done()
+    if not MONITOR_PERIOD_MIN_S <= period <= MONITOR_PERIOD_MAX_S:
+        raise RpcError(INVALID_PARAMS, f"period_s must be {MONITOR_PERIOD_MIN_S} to "
+                                       f"{MONITOR_PERIOD_MAX_S} seconds, not {period}",
+                       {"field": "period_s"})
+    new = await ctx.state.change(
+        lambda cfg: replace(cfg, monitor=replace(cfg.monitor, period_s=period)),
+        actor=_actor(ctx), summary=f"members checked every {period} s")
+    return {"period_s": new.monitor.period_s, "version": new.version}
+
+
+@method("cluster.status")
+async def cluster_status(ctx: CallContext, p: Params) -> dict[str, Any]:
+    p.done()
+    runtime = _runtime(ctx)
+    view = snapshot(ctx.state, runtime.engine, runtime.monitor)
+    primary = ctx.state.cluster.primary
+    if ctx.state.role != "secondary" or primary is None or ctx.username == CLUSTER_USER:
+        return view | {"via": ctx.state.node.name}
+    # A secondary knows little of the others: ask the primary, which checks everyone.
+    try:
+        link = await runtime.engine.connect_member(
+            primary, STATUS_VIA_PRIMARY_TIMEOUT_S, call_timeout=STATUS_VIA_PRIMARY_TIMEOUT_S)
+        async with link:
+            answer = await link.call("cluster.status")
+    except (ConnectError, RpcError) as exc:
+        return unreachable_primary(view, str(exc)) | {"via": ctx.state.node.name}
+    return answer | {"via": primary.name, "asked": ctx.state.node.name}
+
+
+@method("events.subscribe")
+async def events_subscribe(ctx: CallContext, p: Params) -> dict[str, Any]:
+    kinds = p.get("kinds", list, None)
+    p.done()
+    if kinds is not None:
+        unknown = [k for k in kinds if k not in KINDS]
+        if unknown:
+            raise RpcError(INVALID_PARAMS, f"unknown event kind {unknown[0]!r} (kinds: "
+                                           f"{', '.join(KINDS)})", {"field": "kinds"})
+    seq = ctx.subscribe(kinds)
+    runtime = _runtime(ctx)
+    return {"kinds": list(kinds or KINDS), "seq": seq,
+            "status": snapshot(ctx.state, runtime.engine, runtime.monitor)}
+
+
+@method("cluster.servers.remove")
+async def servers_remove(ctx: CallContext, p: Params) -> dict[str, Any]:
+    _require_not_secondary(ctx)
+    member = _find(ctx, p.get("name", str))
+    p.done()
+    return await _runtime(ctx).failover.remove(member, _actor(ctx))
+
+
+@method("cluster.promote")
+async def promote(ctx: CallContext, p: Params) -> dict[str, Any]:
+    force = p.get("force", bool, False)
+    p.done()
+
+    async def progress(step: str, status: str, detail: str) -> None:
+        await ctx.notify("cluster.promote.progress",
+                         {"step": step, "status": status, "detail": detail})
+
+    return await _runtime(ctx).failover.promote(force, _actor(ctx), progress)

@@ -11,6 +11,8 @@ from pathlib import Path
 from ..model.codec import parse_listen
 from .home import LoadedHome, load_home
 from .cluster_methods import ClusterRuntime
+from .failover import Failover
+from .monitor import Monitor
 from .registration import Registration
 from .server import AdminServer
 from .sync import SyncEngine
@@ -40,8 +42,27 @@ class Node:
     def __init__(self, loaded: LoadedHome, host: str, port: int):
         self.state = NodeState(loaded)
         self.engine = SyncEngine(self.state)
-        self.runtime = ClusterRuntime(self.engine, Registration(self.state, self.engine, port))
+        self.monitor = Monitor(self.state, self.engine)
+        self.runtime = ClusterRuntime(self.engine, Registration(self.state, self.engine, port),
+                                      self.monitor, Failover(self.state, self.engine))
         self.admin = AdminServer(self.state, host, port, cluster=self.runtime)
+        self.state.on_role_change(self._role_changed)
+        self._role_task: asyncio.Task[None] | None = None
+
+    def _role_changed(self, role: str) -> None:
+        # Only a primary pushes and monitors; any other role stops both.
+        if role == "primary":
+            self._start_primary()
+        else:
+            self._role_task = asyncio.ensure_future(self._stop_primary())
+
+    def _start_primary(self) -> None:
+        self.engine.start()
+        self.monitor.start()
+
+    async def _stop_primary(self) -> None:
+        await self.monitor.stop()
+        await self.engine.stop()
 
     async def start(self) -> None:
         try:
@@ -51,17 +72,20 @@ class Node:
             raise ListenError(f"cannot listen on the admin address {host}:{port}: "
                               f"{exc.strerror or exc}") from None
         self.runtime.registration.admin_port = self.admin.address[1]
+        self.state.admin_address = self.admin.address
         host = self.admin.address[0]
         if host not in ("0.0.0.0", "::"):
             self.engine.source_address = host
         if self.state.role == "primary":
-            self.engine.start()
+            self._start_primary()
         node = self.state.node
         log.info("%s: node %s ready (role %s, config version %d)", node.name, node.node_id,
                  self.state.role, self.state.cluster.version)
 
     async def stop(self) -> None:
-        await self.engine.stop()
+        if self._role_task is not None:
+            await asyncio.gather(self._role_task, return_exceptions=True)
+        await self._stop_primary()
         await self.admin.stop()
 
 

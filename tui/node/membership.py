@@ -124,17 +124,44 @@ async def cluster_join(ctx: CallContext, p: Params) -> dict[str, Any]:
     return {"config_hash": digest, "epoch": cfg.epoch, "version": cfg.version}
 
 
+def _require_cluster_key(ctx: CallContext, what: str) -> None:
+    if ctx.username != CLUSTER_USER:
+        raise RpcError(FORBIDDEN, f"only the cluster key may {what}")
+
+
+def check_sender_is_member(current: ClusterConfig, sender: str) -> None:
+    """Members act only on members: a node taken out of the cluster while it was away still
+    holds the cluster key, and is refused by its id."""
+    if sender in current.removed_members:
+        raise RpcError(FORBIDDEN, f"node {sender} was removed from cluster "
+                                  f"{current.cluster_id}; it is no longer a member",
+                       {"node_id": sender})
+    if current.member(sender) is None:
+        raise RpcError(FORBIDDEN, f"node {sender} is not a member of cluster "
+                                  f"{current.cluster_id or '(none)'}", {"node_id": sender})
+
+
+async def follow_document_role(ctx: CallContext, sender: str) -> None:
+    """The membership in the document says which role this node plays: a primary that
+    was replaced while it was away becomes a secondary with the new primary's push."""
+    me = ctx.state.cluster.member(ctx.state.node.node_id)
+    if me is not None and me.role != ctx.state.role:
+        await ctx.state.set_role(me.role, reason=f"the configuration pushed by {sender} "
+                                                 f"says so (epoch {ctx.state.cluster.epoch})")
+
+
 @method("cluster.push")
 async def cluster_push(ctx: CallContext, p: Params) -> dict[str, Any]:
-    if ctx.username != CLUSTER_USER:
-        raise RpcError(FORBIDDEN, "only the cluster key may push a configuration")
+    _require_cluster_key(ctx, "push a configuration")
     cfg, digest, data = await _document(p)
+    sender = p.get("from", str)
     p.done()
     _check_sender_admitted(ctx, cfg)
     applied = True
 
     def newer_only(current: ClusterConfig) -> None:
         nonlocal applied
+        check_sender_is_member(current, sender)
         if cfg.cluster_id != current.cluster_id:
             raise RpcError(ALREADY_MEMBER, f"this node belongs to cluster "
                                            f"{current.cluster_id or '(none)'}, not "
@@ -155,12 +182,56 @@ async def cluster_push(ctx: CallContext, p: Params) -> dict[str, Any]:
 
     try:
         await ctx.state.apply(cfg, data, actor=f"{ctx.username}@{ctx.peer_address}",
-                              summary="pushed by the primary", check=newer_only)
+                              summary=f"pushed by {sender}", check=newer_only)
     except _NothingToDo:
         pass
+    if applied:
+        ctx.state.fenced = None  # a newer primary has taken this node in
+        await follow_document_role(ctx, sender)
     held = ctx.state.cluster
     return {"applied": applied, "epoch": held.epoch, "version": held.version,
             "config_hash": ctx.state.config_hash}
+
+
+def _failover(ctx: CallContext) -> Any:
+    assert ctx.cluster is not None, "the node runs without its cluster machinery"
+    return ctx.cluster.failover
+
+
+@method("cluster.demote")
+async def cluster_demote(ctx: CallContext, p: Params) -> dict[str, Any]:
+    """A member being promoted tells the old primary to stand down before it takes over."""
+    _require_cluster_key(ctx, "demote a node")
+    epoch = p.get("epoch", int)
+    sender = p.get("from", str)
+    p.done()
+    check_sender_is_member(ctx.state.cluster, sender)
+    return await _failover(ctx).demote(epoch, sender)
+
+
+@method("cluster.leave")
+async def cluster_leave(ctx: CallContext, p: Params) -> dict[str, Any]:
+    """The primary takes this node out of the cluster: it becomes standalone."""
+    _require_cluster_key(ctx, "take a node out of the cluster")
+    sender = p.get("from", str)
+    p.done()
+    check_sender_is_member(ctx.state.cluster, sender)
+    primary = ctx.state.cluster.primary
+    if primary is None or primary.id != sender:
+        raise RpcError(FORBIDDEN, f"only the primary "
+                                  f"({primary.name if primary else 'none known'}) may take "
+                                  "this node out of the cluster")
+    return await _failover(ctx).leave(f"{sender}@{ctx.peer_address}")
+
+
+@method("cluster.document")
+async def cluster_document(ctx: CallContext, p: Params) -> dict[str, Any]:
+    """The whole document, secrets included, for a member taking over as primary."""
+    _require_cluster_key(ctx, "read the whole configuration")
+    sender = p.get("from", str)
+    p.done()
+    check_sender_is_member(ctx.state.cluster, sender)
+    return _failover(ctx).document()
 
 
 class _NothingToDo(Exception):

@@ -21,6 +21,10 @@ async def _no_notifications(method: str, params: dict[str, Any]) -> None:
     return None
 
 
+def _no_subscriptions(kinds: list[str] | None) -> int:
+    raise RpcError(INVALID_PARAMS, "this channel cannot carry events")
+
+
 @dataclass(frozen=True)
 class CallContext:
     state: NodeState
@@ -30,6 +34,9 @@ class CallContext:
     notify: Callable[[str, dict[str, Any]], Awaitable[None]] = _no_notifications
     # The node's cluster machinery (registration, sync engine); None on a bare node.
     cluster: Any = None
+    # Starts streaming live events of these kinds (None: all) to the caller; returns the
+    # sequence number of the last event before the stream starts. Set by the session.
+    subscribe: Callable[[list[str] | None], int] = _no_subscriptions
 
 
 Method = Callable[[CallContext, Params], Awaitable[Any]]

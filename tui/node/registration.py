@@ -152,8 +152,7 @@ class Registration:
                                           backup["peer_address"]),
             actor="registration", summary=f"added {new_member.name} to the cluster"))
         if self.state.role != "primary":
-            await self.state.set_role("primary")
-            self.engine.start()
+            await self.state.set_role("primary", reason="the first server was added")
         self.engine.refresh(new_member.id)
         await _report(progress, "record member", "ok")
         return {"member": {"id": new_member.id, "name": new_member.name,

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 
 from .. import __version__
 from ..atomic import atomic_write
@@ -25,9 +25,19 @@ from ..model.codec import (
 from ..model.config import ClusterConfig, NodeConfig
 from ..model.validate import ConfigError
 from ..protocol.rpc import CONFLICT, INVALID_PARAMS, NOT_PRIMARY, PROTOCOL_VERSION, RpcError
+from .events import EventHub
 from .home import Home, LoadedHome
 
 log = logging.getLogger("mft.node")
+
+
+def changed_sections(old: ClusterConfig, new: ClusterConfig) -> list[str]:
+    """The parts of the document an edit touched (``sites``, ``sync``, ...), for the log
+    and the live events; unchanged parts are the same objects, so this is cheap."""
+    skip = ("epoch", "version")
+    return [f.name for f in fields(ClusterConfig) if f.name not in skip
+            and getattr(old, f.name) is not getattr(new, f.name)
+            and getattr(old, f.name) != getattr(new, f.name)]
 
 
 def _checked_toml(cfg: ClusterConfig) -> bytes:
@@ -48,8 +58,13 @@ class NodeState:
         self._data: bytes | None = None
         self._lock = asyncio.Lock()
         self._listeners: list[Callable[[ClusterConfig], None]] = []
+        self._role_listeners: list[Callable[[str], None]] = []
         self._store = self.home.cluster_store()
         self.started = time.monotonic()
+        self.events = EventHub()
+        # Why this node stopped acting as primary (fenced or demoted); None otherwise.
+        self.fenced: str | None = None
+        self.admin_address: tuple[str, int] | None = None  # where it listens, once it does
 
     @property
     def cluster(self) -> ClusterConfig:
@@ -122,6 +137,9 @@ class NodeState:
         self._hash = config_hash(new)
         log.info("%s: config version %d: %s (by %s)", self.node.name, new.version, summary,
                  actor)
+        self.events.publish("config.changed", actor=actor, summary=summary,
+                            sections=changed_sections(old, new), epoch=new.epoch,
+                            version=new.version, config_hash=self._hash)
         for listener in list(self._listeners):
             listener(new)
 
@@ -153,12 +171,26 @@ class NodeState:
                 check(self._cluster)
             await self._commit_under_lock(new, actor, summary, data)
 
-    async def set_role(self, role: str) -> None:
-        """Record the node's role in node.toml (atomically) and in memory."""
+    async def set_role(self, role: str, reason: str = "") -> None:
+        """Record the node's role in node.toml (atomically) and in memory, and tell the
+        parts that run only on a primary (sync, monitor) to start or stop."""
+        if role == self.node.role:
+            return
+        previous = self.node.role
         node = replace(self.node, role=role)
         await asyncio.to_thread(atomic_write, self.home.node_file, dumps_node(node))
         self.node = node
-        log.info("%s: role is now %s", node.name, role)
+        if role == "primary":
+            self.fenced = None
+        log.info("%s: role is now %s%s", node.name, role, f" ({reason})" if reason else "")
+        self.events.publish("role.changed", node_id=node.node_id, name=node.name,
+                            role=role, previous=previous, epoch=self._cluster.epoch,
+                            reason=reason)
+        for listener in list(self._role_listeners):
+            listener(role)
+
+    def on_role_change(self, listener: Callable[[str], None]) -> None:
+        self._role_listeners.append(listener)
 
     async def settled(self) -> None:
         """Return once no change is in progress."""
@@ -178,5 +210,6 @@ class NodeState:
             "version": cfg.version,
             "config_hash": self._hash,
             "admin_host_key_fingerprint": self.admin_host_key_fingerprint,
+            "fenced": self.fenced,
             "uptime_s": round(time.monotonic() - self.started, 1),
         }

@@ -14,6 +14,7 @@ import asyncio
 import datetime
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +61,7 @@ class MemberWorker:
         self.wanted = asyncio.Event()
         self.synced = asyncio.Event()  # set whenever the member holds the current document
         self._client: AdminClient | None = None
+        self._connecting = asyncio.Lock()  # the monitor and the pusher share one link
         self._verify = False  # on the next round, check the member's hash even if current
         self._task = asyncio.create_task(self._run(), name=f"sync-{member.name}")
 
@@ -67,7 +69,7 @@ class MemberWorker:
         while True:
             await self.wanted.wait()
             self.wanted.clear()
-            if self.engine.fenced or not self._enabled():
+            if self.engine.state.fenced or not self._enabled():
                 continue
             if await self._push():
                 continue
@@ -86,18 +88,15 @@ class MemberWorker:
         cfg = self.engine.state.cluster
         return cfg.sync.enabled and self.member.sync_enabled
 
-    async def _connect(self) -> AdminClient:
-        if self._client is not None and self._client.connected:
-            return self._client
-        key = self.engine.key()
-        target = Target(self.member.address, self.member.admin_port, CLUSTER_USER)
-        self._client = await AdminClient.connect(
-            target, Credentials(keys=(key,)),
-            hostkeys=self.engine.hostkeys, policy=TrustPolicy.REFUSE,
-            accept_fingerprint=self.member.host_key_fingerprint or None,
-            connect_timeout=CONNECT_TIMEOUT_S, call_timeout=PUSH_TIMEOUT_S,
-            local_addr=self.engine.local_addr())
-        return self._client
+    async def connection(self, timeout: float = CONNECT_TIMEOUT_S) -> AdminClient:
+        """The persistent link to the member, made with the cluster key if there is none."""
+        async with self._connecting:
+            if self._client is not None and self._client.connected:
+                return self._client
+            client = await self.engine.connect_member(self.member, timeout)
+            client.on_closed(lambda: self.engine.link_lost(self.member.id))
+            self._client = client
+            return client
 
     async def _push(self) -> bool:
         _, push, digest = self.engine.document()
@@ -108,11 +107,15 @@ class MemberWorker:
             return True
         try:
             async with self.engine.slots:
-                client = await self._connect()
+                client = await self.connection()
                 if believed_current:
                     # Reconciliation: ask what the member holds; push only if it drifted.
                     self._verify = False
                     info = await client.call("node.info")
+                    if info["epoch"] > self.engine.state.cluster.epoch:
+                        raise RpcError(STALE_EPOCH, f"it holds epoch {info['epoch']}, newer "
+                                                    "than this node's: another node has been "
+                                                    "promoted primary")
                     if info["config_hash"] == digest:
                         self.synced.set()
                         return True
@@ -133,15 +136,27 @@ class MemberWorker:
         status.last_error, status.consecutive_failures = None, 0
         if status.hash_held == self.engine.document()[2]:
             self.synced.set()
+        self.engine.state.events.publish(
+            "sync.result", member_id=self.member.id, name=self.member.name, ok=True,
+            version=status.version_held, epoch=status.epoch_held,
+            applied=bool(result.get("applied", True)), error=None)
         return True
 
     def _failed(self, reason: str) -> bool:
         self.status.last_error = reason
         self.status.consecutive_failures += 1
+        self.engine.state.events.publish(
+            "sync.result", member_id=self.member.id, name=self.member.name, ok=False,
+            version=self.status.version_held, epoch=self.status.epoch_held, applied=False,
+            error=reason, consecutive_failures=self.status.consecutive_failures)
         if self.status.consecutive_failures in (1, 10) or self.status.consecutive_failures % 100 == 0:
             log.warning("%s: sync to %s failed (%d in a row): %s", self.engine.name,
                         self.member.name, self.status.consecutive_failures, reason)
         return False
+
+    def drop_link(self) -> None:
+        """Forget the link (it timed out or broke): the next use makes a new one."""
+        self._drop_client()
 
     def _drop_client(self) -> None:
         if self._client is not None:
@@ -166,7 +181,8 @@ class SyncEngine:
         self.hostkeys = HostKeyStore(state.home.path / "known_hosts")
         self.slots = asyncio.Semaphore(MAX_PUSHES_IN_FLIGHT)
         self.workers: dict[str, MemberWorker] = {}
-        self.fenced: str | None = None
+        self.running = False
+        self._link_lost: list[Callable[[str], None]] = []
         self._drift_repaired_for: str | None = None
         # A node bound to one address speaks from it too, so members' IP filters see one
         # address per node; None lets the system choose (a node listening on 0.0.0.0).
@@ -188,22 +204,49 @@ class SyncEngine:
     def local_addr(self) -> tuple[str, int] | None:
         return (self.source_address, 0) if self.source_address else None
 
+    def on_link_lost(self, listener: Callable[[str], None]) -> None:
+        self._link_lost.append(listener)
+
+    def link_lost(self, member_id: str) -> None:
+        for listener in self._link_lost:
+            listener(member_id)
+
+    @property
+    def fenced(self) -> str | None:
+        return self.state.fenced
+
+    async def connect_member(self, member: Member, timeout: float = CONNECT_TIMEOUT_S,
+                             call_timeout: float = PUSH_TIMEOUT_S) -> AdminClient:
+        """A new link to a member, as the cluster, pinned to the fingerprint on record."""
+        target = Target(member.address, member.admin_port, CLUSTER_USER)
+        return await AdminClient.connect(
+            target, Credentials(keys=(self.key(),)),
+            hostkeys=self.hostkeys, policy=TrustPolicy.REFUSE,
+            accept_fingerprint=member.host_key_fingerprint or None,
+            connect_timeout=timeout, call_timeout=call_timeout,
+            local_addr=self.local_addr())
+
     def document(self) -> tuple[ClusterConfig, Prepared, str]:
         """The current document, its push params encoded once for every member, its hash."""
         cfg = self.state.cluster
         if self._doc is None or self._doc[0] is not cfg:
             digest = self.state.config_hash
-            push = prepare({"config": cluster_to_dict(cfg), "config_hash": digest})
+            push = prepare({"config": cluster_to_dict(cfg), "config_hash": digest,
+                            "from": self.state.node.node_id})
             self._doc = (cfg, push, digest)
         return self._doc
 
     def start(self) -> None:
+        """Start pushing (the node is primary now); harmless when already running."""
+        if self.running:
+            return
+        self.running = True
         self._reconcile_members()
         self._interval_task = asyncio.create_task(self._interval_loop())
         self.trigger_all()
 
     def _reconcile_members(self) -> None:
-        if self.state.role != "primary":
+        if not self.running or self.state.role != "primary":
             return
         cfg = self.state.cluster
         wanted = {m.id: m for m in cfg.members if m.id != self.state.node.node_id}
@@ -221,6 +264,8 @@ class SyncEngine:
                 worker.member = member
 
     def _changed(self, cfg: ClusterConfig) -> None:
+        if not self.running:
+            return
         self._reconcile_members()
         if self._interval_task is not None and cfg.sync.interval_s != self._interval_s:
             self._interval_task.cancel()  # a new interval counts from now
@@ -255,9 +300,16 @@ class SyncEngine:
                                                    f"{member.name}", new_version_anyway=True))
 
     def fence(self, member: Member, reason: str) -> None:
-        if self.fenced is None:
-            self.fenced = f"{member.name} refused a push: {reason}"
-            log.error("%s: stopped pushing: %s", self.name, self.fenced)
+        """A member answered STALE_EPOCH: another node was promoted since this one became
+        primary. Stop pushing and step down; the new primary brings this node back as a
+        secondary with its next push."""
+        if self.state.fenced is not None or self.state.role != "primary":
+            return
+        self.state.fenced = f"{member.name} refused a push: {reason}"
+        log.error("%s: fenced, stepping down: %s", self.name, self.state.fenced)
+        for worker in self.workers.values():
+            worker.wanted.clear()
+        asyncio.ensure_future(self.state.set_role("secondary", reason=self.state.fenced))
 
     async def sync_now(self, member_ids: list[str] | None = None,
                        timeout: float = 10.0) -> None:
@@ -284,12 +336,14 @@ class SyncEngine:
         return worker.status if worker else None
 
     async def stop(self) -> None:
+        """Stop pushing and close the links (the node is no longer primary, or stops)."""
+        self.running = False
         if self._debounce is not None:
             self._debounce.cancel()
+            self._debounce = None
         if self._interval_task is not None:
             self._interval_task.cancel()
-        await asyncio.gather(*(w.stop() for w in self.workers.values()),
-                             return_exceptions=True)
-
-    def report(self) -> dict[str, Any]:
-        return {"fenced": self.fenced}
+            self._interval_task = None
+        workers, self.workers = list(self.workers.values()), {}
+        await asyncio.gather(*(w.stop() for w in workers), return_exceptions=True)
+        self._key = None  # read again when next needed: the node may join another cluster

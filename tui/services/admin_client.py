@@ -145,6 +145,7 @@ class AdminClient:
         self._pending: dict[int, _Call] = {}
         self._sweep_handle: asyncio.TimerHandle | None = None
         self._notify: list[Notify] = []
+        self._on_closed: list[Callable[[], None]] = []
         self._channel: asyncssh.SSHClientChannel[bytes] | None = None
         self._closed: LinkLost | None = None
 
@@ -204,11 +205,18 @@ class AdminClient:
     def on_notification(self, callback: Notify) -> None:
         self._notify.append(callback)
 
+    def on_closed(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the link is lost (or closed)."""
+        self._on_closed.append(callback)
+
     def _channel_closed(self, exc: Exception | None) -> None:
         reason = ("the node closed the admin channel" if exc is None
                   else str(diagnose(exc, self.target.host, self.target.port)))
         self._fail_all(LinkLost(f"lost the link to {self.target}: {reason}",
                                 "Reconnect when the node is reachable again."))
+        callbacks, self._on_closed = self._on_closed, []
+        for callback in callbacks:
+            callback()
 
     def _dispatch(self, line: bytes) -> None:
         try:

@@ -1,0 +1,210 @@
+"""The primary's member monitor: is every member answering, and how fast?
+
+Each member is checked once a period (``[monitor] period_s``, default 5 s) with a
+``node.info`` round trip over the link the sync engine keeps to it. Like HAProxy, a member
+changes state only after two checks agree (fall 2, rise 2), and while a change is pending
+the next check comes sooner (at most 1 s later), so a member that stops answering is
+reported down within two periods. A broken link is checked again at once. Every check is
+a ``member.sample`` event; every change of state a ``member.state`` event.
+
+The checks also watch what each member holds: a member whose hash differs from what the
+sync engine believes is re-verified at once, and one holding a newer epoch means another
+node has been promoted, which fences this one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..protocol.rpc import RpcError
+from ..services.errors import ConnectError
+from .events import utc_now
+from .state import NodeState
+from .sync import MemberWorker, SyncEngine
+
+log = logging.getLogger("mft.node")
+
+SAMPLES_KEPT = 60
+RISE = 2
+FALL = 2
+FAST_INTERVAL_S = 1.0  # between checks while a change of state is pending
+MAX_CHECK_TIMEOUT_S = 2.0
+
+
+@dataclass
+class Sample:
+    at: str
+    ok: bool
+    latency_ms: float | None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"at": self.at, "ok": self.ok, "latency_ms": self.latency_ms,
+                "error": self.error}
+
+
+@dataclass
+class MemberHealth:
+    state: str = "unknown"  # up, down or unknown (not checked often enough yet)
+    since: str = field(default_factory=utc_now)
+    latency_ms: float | None = None  # of the last good check
+    last_error: str | None = None
+    samples: deque[Sample] = field(default_factory=lambda: deque(maxlen=SAMPLES_KEPT))
+    _streak: int = 0  # checks in a row that disagree with ``state`` (or agree, when unknown)
+    _streak_ok: bool = True
+
+    def record(self, sample: Sample) -> bool:
+        """Add a sample; True when it changed the state."""
+        self.samples.append(sample)
+        if sample.ok:
+            self.latency_ms = sample.latency_ms
+        else:
+            self.last_error = sample.error
+        if sample.ok != self._streak_ok:
+            self._streak_ok, self._streak = sample.ok, 0
+        self._streak += 1
+        wanted = "up" if sample.ok else "down"
+        if wanted != self.state and self._streak >= (RISE if sample.ok else FALL):
+            self.state, self.since = wanted, sample.at
+            return True
+        return False
+
+    @property
+    def settled(self) -> bool:
+        """No change of state is pending: the last check agreed with the state."""
+        last = self.samples[-1] if self.samples else None
+        return last is not None and (last.ok == (self.state == "up")) and \
+            self.state != "unknown"
+
+    def to_dict(self, samples: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {"state": self.state, "since": self.since,
+                               "latency_ms": self.latency_ms, "check_error": self.last_error}
+        if samples:
+            out["samples"] = [s.to_dict() for s in self.samples]
+        return out
+
+
+class Monitor:
+    def __init__(self, state: NodeState, engine: SyncEngine):
+        self.state = state
+        self.engine = engine
+        self.health: dict[str, MemberHealth] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._wake: dict[str, asyncio.Event] = {}
+        self.running = False
+        self._period = self.period
+        state.on_change(lambda cfg: self._reconcile())
+        # A link that breaks is checked again at once, not a period later.
+        engine.on_link_lost(self.check_soon)
+
+    @property
+    def period(self) -> float:
+        return float(self.state.cluster.monitor.period_s)
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self.running = True
+        self._reconcile()
+
+    async def stop(self) -> None:
+        self.running = False
+        tasks, self._tasks = list(self._tasks.values()), {}
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _reconcile(self) -> None:
+        """One checker per member the sync engine has a worker for (every other member)."""
+        if not self.running:
+            return
+        if self.period != self._period:  # a new period counts from now
+            self._period = self.period
+            for wake in self._wake.values():
+                wake.set()
+        wanted = set(self.engine.workers)
+        for member_id in list(self._tasks):
+            if member_id not in wanted:
+                self._tasks.pop(member_id).cancel()
+                self.health.pop(member_id, None)
+                self._wake.pop(member_id, None)
+        for member_id in wanted - set(self._tasks):
+            self.health.setdefault(member_id, MemberHealth())
+            self._wake[member_id] = asyncio.Event()
+            self._tasks[member_id] = asyncio.create_task(
+                self._run(member_id), name=f"monitor-{member_id}")
+
+    def check_soon(self, member_id: str) -> None:
+        event = self._wake.get(member_id)
+        if event is not None:
+            event.set()
+
+    async def _run(self, member_id: str) -> None:
+        # Spread the members over the period, so 200 checks do not all start at once.
+        await self._pause(member_id, random.uniform(0, min(self.period, FAST_INTERVAL_S)))
+        while True:
+            worker = self.engine.workers.get(member_id)
+            if worker is None:
+                return
+            health = self.health[member_id]
+            sample = await self._check(worker)
+            if health.record(sample):
+                self._announce(worker, health)
+            self.state.events.publish("member.sample", member_id=member_id,
+                                      name=worker.member.name, **sample.to_dict())
+            delay = self.period if health.settled else min(self.period, FAST_INTERVAL_S)
+            await self._pause(member_id, delay * random.uniform(0.95, 1.05))
+
+    async def _pause(self, member_id: str, delay: float) -> None:
+        wake = self._wake[member_id]
+        try:
+            async with asyncio.timeout(delay):
+                await wake.wait()
+        except TimeoutError:
+            pass
+        wake.clear()
+
+    async def _check(self, worker: MemberWorker) -> Sample:
+        timeout = min(MAX_CHECK_TIMEOUT_S, self.period / 2)
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(timeout * 2):  # connecting and the call together
+                client = await worker.connection(timeout)
+                info = await client.call("node.info", timeout=timeout)
+        except (ConnectError, RpcError, TimeoutError) as exc:
+            if not isinstance(exc, RpcError):
+                worker.drop_link()  # a silent link may be a dead one: make a new one
+            reason = str(exc) or f"no answer within {timeout * 2:g} s"
+            return Sample(utc_now(), False, None, reason)
+        latency = round((time.monotonic() - started) * 1000, 2)
+        self._observe(worker, info)
+        return Sample(utc_now(), True, latency)
+
+    def _observe(self, worker: MemberWorker, info: dict[str, Any]) -> None:
+        if info.get("epoch", 0) > self.state.cluster.epoch:
+            self.engine.fence(worker.member, f"it holds epoch {info['epoch']}, newer than "
+                                             f"this node's {self.state.cluster.epoch}")
+            return
+        if info.get("config_hash") != worker.status.hash_held:
+            worker.status.hash_held = info.get("config_hash")
+            worker.status.version_held = info.get("version")
+            worker.status.epoch_held = info.get("epoch")
+            worker.trigger(verify=True)  # not what we believed: let the pusher look
+
+    def _announce(self, worker: MemberWorker, health: MemberHealth) -> None:
+        member = worker.member
+        log.log(logging.WARNING if health.state == "down" else logging.INFO,
+                "%s: member %s is %s%s", self.state.node.name, member.name, health.state,
+                f" ({health.last_error})" if health.state == "down" else "")
+        self.state.events.publish("member.state", member_id=member.id, name=member.name,
+                                  state=health.state, since=health.since,
+                                  latency_ms=health.latency_ms,
+                                  error=health.last_error if health.state == "down" else None)
+        if health.state == "up":
+            worker.trigger()  # a member that comes back is brought up to date at once
