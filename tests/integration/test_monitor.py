@@ -84,6 +84,12 @@ async def test_status_snapshot_has_everything_a_console_needs(cluster: list[Node
         assert row["latency_ms"] is not None and row["latency_ms"] > 0
         assert row["last_synchronized"] and row["version"] == c["version"]
         assert row["drift"] is False and row["behind"] is False and row["last_error"] is None
+    # The last checks, for a latency history.
+    async with await connect(primary, tmp_path) as client:
+        detailed = await client.call("cluster.status", {"samples": True})
+    samples = by_name(detailed)["m-1"]["samples"]
+    assert 2 <= len(samples) <= 60 and all(s["ok"] for s in samples[-2:])
+    assert all(s["latency_ms"] > 0 for s in samples if s["ok"])
     # A secondary answers with the primary's view, saying so.
     via = await status_of(cluster[1], tmp_path)
     assert via["via"] == "m-0" and via["asked"] == "m-1"

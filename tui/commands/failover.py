@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from typing import Any
 
 from ..protocol.rpc import PRIMARY_ALIVE, RpcError
 from .connect import add_connection_options, open_client
 from .output import EXIT_FAILED, EXIT_OK, CommandError, print_json, safe
+from .prompt import confirm
 
 REMOVE_TIMEOUT_S = 30.0
 PROMOTE_TIMEOUT_S = 60.0
@@ -39,19 +39,9 @@ def add_verbs(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-a
 
 
 async def _confirm(args: argparse.Namespace, question: str, refusal: str) -> None:
-    from .servers import ask  # the prompt that keeps the SSH link alive while it waits
-    if args.yes:
-        return
-    if not sys.stdin.isatty():
-        raise CommandError(f"{refusal} without a confirmation: pass --yes; nothing was "
-                           "changed")
-    try:
-        answer = await ask(f"{question} [y/N] ")
-    except EOFError:
-        print(file=sys.stderr)
-        answer = ""
-    if answer.strip().lower() not in ("y", "yes"):
-        raise CommandError(f"{refusal}: not confirmed; nothing was changed")
+    await confirm(args.yes, question,
+                  unasked=f"{refusal} without a confirmation: pass --yes; nothing was changed",
+                  declined=f"{refusal}: not confirmed; nothing was changed")
 
 
 async def _remove(args: argparse.Namespace) -> dict[str, Any]:

@@ -14,7 +14,6 @@ import datetime
 import getpass
 import os
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from ..protocol.rpc import REGISTRATION_FAILED, RpcError
 from ..services.target import Target
 from . import failover
 from .connect import add_connection_options, open_client
+from .prompt import confirm
 from .output import (
     EXIT_FAILED,
     EXIT_OK,
@@ -151,32 +151,6 @@ def _secondary_password(args: argparse.Namespace, target: Target) -> str:
         raise CommandError("no password given; nothing was changed") from None
 
 
-async def ask(prompt: str) -> str:
-    """input() without stopping the event loop (the SSH link keeps answering keepalives);
-    a daemon thread, so Ctrl-C never waits for the line."""
-    loop = asyncio.get_running_loop()
-    answer: asyncio.Future[str] = loop.create_future()
-
-    def settle(value: str | None, error: BaseException | None) -> None:
-        if answer.done():
-            return
-        if error is not None:
-            answer.set_exception(error)
-        else:
-            answer.set_result(value or "")
-
-    def read() -> None:
-        try:
-            line = input(prompt)
-        except BaseException as exc:  # EOFError (Ctrl-D) and the like: handed to the loop
-            loop.call_soon_threadsafe(settle, None, exc)
-        else:
-            loop.call_soon_threadsafe(settle, line, None)
-
-    threading.Thread(target=read, name="mft-confirm", daemon=True).start()
-    return await answer
-
-
 def _print_preview(target: Target, preview: dict[str, Any]) -> None:
     cfg = preview.get("config") or {}
     sites = ", ".join(f"{s.get('name')} ({s.get('rules')} rule{'' if s.get('rules') == 1 else 's'})"
@@ -242,17 +216,10 @@ async def _add(args: argparse.Namespace, target: Target, password: str) -> int:
                            after="; nothing was changed") from None
         _print_preview(target, preview)
         name = safe(preview["name"])
-        if not args.yes:
-            if not sys.stdin.isatty():
-                raise CommandError(f"not adding {name} without a confirmation: check its host "
-                                   "key fingerprint above, then pass --yes; nothing was changed")
-            try:
-                answer = await ask(f"Add {name} to the cluster? [y/N] ")
-            except EOFError:
-                print(file=sys.stderr)
-                answer = ""
-            if answer.strip().lower() not in ("y", "yes"):
-                raise CommandError(f"{name} was not added; nothing was changed")
+        await confirm(args.yes, f"Add {name} to the cluster?",
+                      unasked=f"not adding {name} without a confirmation: check its host "
+                              "key fingerprint above, then pass --yes; nothing was changed",
+                      declined=f"{name} was not added; nothing was changed")
 
         failed_shown = False
 

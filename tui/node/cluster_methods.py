@@ -141,16 +141,19 @@ async def sync_get(ctx: CallContext, p: Params) -> dict[str, Any]:
             "version": ctx.state.cluster.version}
 
 
+def _seconds_in_range(field: str, value: int, lowest: int, highest: int) -> None:
+    if not lowest <= value <= highest:
+        raise RpcError(INVALID_PARAMS, f"{field} must be {lowest} to {highest} seconds, not "
+                                       f"{value}", {"field": field})
+
+
 @method("cluster.sync.set")
 async def sync_set(ctx: CallContext, p: Params) -> dict[str, Any]:
     current = ctx.state.cluster.sync
     enabled = p.get("enabled", bool, current.enabled)
     interval = p.get("interval_s", int, current.interval_s)
     p.done()
-    if not SYNC_INTERVAL_MIN_S <= interval <= SYNC_INTERVAL_MAX_S:
-        raise RpcError(INVALID_PARAMS, f"interval_s must be {SYNC_INTERVAL_MIN_S} to "
-                                       f"{SYNC_INTERVAL_MAX_S} seconds, not {interval}",
-                       {"field": "interval_s"})
+    _seconds_in_range("interval_s", interval, SYNC_INTERVAL_MIN_S, SYNC_INTERVAL_MAX_S)
     new = await ctx.state.change(
         lambda cfg: replace(cfg, sync=replace(cfg.sync, enabled=enabled, interval_s=interval)),
         actor=_actor(ctx),
@@ -182,10 +185,7 @@ async def monitor_get(ctx: CallContext, p: Params) -> dict[str, Any]:
 async def monitor_set(ctx: CallContext, p: Params) -> dict[str, Any]:
     period = p.get("period_s", int)
     p.done()
-    if not MONITOR_PERIOD_MIN_S <= period <= MONITOR_PERIOD_MAX_S:
-        raise RpcError(INVALID_PARAMS, f"period_s must be {MONITOR_PERIOD_MIN_S} to "
-                                       f"{MONITOR_PERIOD_MAX_S} seconds, not {period}",
-                       {"field": "period_s"})
+    _seconds_in_range("period_s", period, MONITOR_PERIOD_MIN_S, MONITOR_PERIOD_MAX_S)
     new = await ctx.state.change(
         lambda cfg: replace(cfg, monitor=replace(cfg.monitor, period_s=period)),
         actor=_actor(ctx), summary=f"members checked every {period} s")
@@ -194,9 +194,10 @@ async def monitor_set(ctx: CallContext, p: Params) -> dict[str, Any]:
 
 @method("cluster.status")
 async def cluster_status(ctx: CallContext, p: Params) -> dict[str, Any]:
+    samples = p.get("samples", bool, False)
     p.done()
     runtime = _runtime(ctx)
-    view = snapshot(ctx.state, runtime.engine, runtime.monitor)
+    view = snapshot(ctx.state, runtime.engine, runtime.monitor, samples=samples)
     primary = ctx.state.cluster.primary
     if ctx.state.role != "secondary" or primary is None or ctx.username == CLUSTER_USER:
         return view | {"via": ctx.state.node.name}
@@ -205,7 +206,7 @@ async def cluster_status(ctx: CallContext, p: Params) -> dict[str, Any]:
         link = await runtime.engine.connect_member(
             primary, STATUS_VIA_PRIMARY_TIMEOUT_S, call_timeout=STATUS_VIA_PRIMARY_TIMEOUT_S)
         async with link:
-            answer = await link.call("cluster.status")
+            answer = await link.call("cluster.status", {"samples": samples})
     except (ConnectError, RpcError) as exc:
         return unreachable_primary(view, str(exc)) | {"via": ctx.state.node.name}
     return answer | {"via": primary.name, "asked": ctx.state.node.name}

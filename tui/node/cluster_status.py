@@ -17,7 +17,7 @@ from .sync import SyncEngine
 
 
 def member_row(state: NodeState, engine: SyncEngine | None, monitor: Monitor | None,
-               cfg: ClusterConfig, member: Member) -> dict[str, Any]:
+               cfg: ClusterConfig, member: Member, samples: bool = False) -> dict[str, Any]:
     row: dict[str, Any] = {
         "id": member.id, "name": member.name, "address": member.address,
         "admin_port": member.admin_port, "role": member.role,
@@ -41,7 +41,7 @@ def member_row(state: NodeState, engine: SyncEngine | None, monitor: Monitor | N
     held = status.hash_held if status else None
     version = status.version_held if status else None
     in_sync = held is not None and held == state.config_hash
-    row.update(health.to_dict() if health else
+    row.update(health.to_dict(samples) if health else
                {"state": "unknown", "since": None, "latency_ms": None, "check_error": None})
     row.update(
         last_synchronized=status.last_synchronized if status else None,
@@ -55,8 +55,9 @@ def member_row(state: NodeState, engine: SyncEngine | None, monitor: Monitor | N
     return row
 
 
-def snapshot(state: NodeState, engine: SyncEngine | None,
-             monitor: Monitor | None) -> dict[str, Any]:
+def snapshot(state: NodeState, engine: SyncEngine | None, monitor: Monitor | None,
+             samples: bool = False) -> dict[str, Any]:
+    """``samples`` adds each member's last 60 checks (time, ok, latency, error)."""
     cfg = state.cluster
     if cfg.members:
         members = cfg.members
@@ -66,7 +67,7 @@ def snapshot(state: NodeState, engine: SyncEngine | None,
         members = (Member(state.node.node_id, state.node.name, host, port or ADMIN_PORT,
                           role=state.role,
                           host_key_fingerprint=state.admin_host_key_fingerprint),)
-    servers = [member_row(state, engine, monitor, cfg, m) for m in members]
+    servers = [member_row(state, engine, monitor, cfg, m, samples) for m in members]
     primary = cfg.primary
     return {
         "cluster": {

@@ -124,8 +124,11 @@ class Failover:
         demoted = False
         if old is not None and isinstance(old_link, AdminClient):
             try:
-                await old_link.call("cluster.demote", {"epoch": epoch,
-                                                       "from": self.state.node.node_id})
+                held = await old_link.call("cluster.demote", {
+                    "epoch": epoch, "from": self.state.node.node_id})
+                # What it holds now, with every change it accepted before standing down.
+                infos[old.id] = infos[old.id] | {"epoch": held["epoch"],
+                                                 "version": held["version"]}
                 demoted = True
                 await progress("demote old primary", "ok", f"{old.name} is a secondary now")
             except ConnectError as exc:  # lost on the way: it is fenced when it returns
@@ -193,8 +196,12 @@ class Failover:
         was = self.state.role
         self.state.fenced = reason
         await self.state.set_role("secondary", reason=reason)
-        return {"was": was, "role": self.state.role, "epoch": cfg.epoch,
-                "version": cfg.version}
+        # A change already under way finishes first; none can start now. The caller then
+        # learns the version that includes every change this node accepted.
+        await self.state.settled()
+        held = self.state.cluster
+        return {"was": was, "role": self.state.role, "epoch": held.epoch,
+                "version": held.version}
 
     # -- removal ------------------------------------------------------------------------------
 

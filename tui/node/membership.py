@@ -198,24 +198,28 @@ def _failover(ctx: CallContext) -> Any:
     return ctx.cluster.failover
 
 
-@method("cluster.demote")
-async def cluster_demote(ctx: CallContext, p: Params) -> dict[str, Any]:
-    """A member being promoted tells the old primary to stand down before it takes over."""
-    _require_cluster_key(ctx, "demote a node")
-    epoch = p.get("epoch", int)
+def _member_caller(ctx: CallContext, p: Params, what: str) -> str:
+    """The calling member's id (``from``), once the params are complete and the caller is
+    known to be a member holding the cluster key."""
+    _require_cluster_key(ctx, what)
     sender = p.get("from", str)
     p.done()
     check_sender_is_member(ctx.state.cluster, sender)
+    return sender
+
+
+@method("cluster.demote")
+async def cluster_demote(ctx: CallContext, p: Params) -> dict[str, Any]:
+    """A member being promoted tells the old primary to stand down before it takes over."""
+    epoch = p.get("epoch", int)
+    sender = _member_caller(ctx, p, "demote a node")
     return await _failover(ctx).demote(epoch, sender)
 
 
 @method("cluster.leave")
 async def cluster_leave(ctx: CallContext, p: Params) -> dict[str, Any]:
     """The primary takes this node out of the cluster: it becomes standalone."""
-    _require_cluster_key(ctx, "take a node out of the cluster")
-    sender = p.get("from", str)
-    p.done()
-    check_sender_is_member(ctx.state.cluster, sender)
+    sender = _member_caller(ctx, p, "take a node out of the cluster")
     primary = ctx.state.cluster.primary
     if primary is None or primary.id != sender:
         raise RpcError(FORBIDDEN, f"only the primary "
@@ -227,10 +231,7 @@ async def cluster_leave(ctx: CallContext, p: Params) -> dict[str, Any]:
 @method("cluster.document")
 async def cluster_document(ctx: CallContext, p: Params) -> dict[str, Any]:
     """The whole document, secrets included, for a member taking over as primary."""
-    _require_cluster_key(ctx, "read the whole configuration")
-    sender = p.get("from", str)
-    p.done()
-    check_sender_is_member(ctx.state.cluster, sender)
+    _member_caller(ctx, p, "read the whole configuration")
     return _failover(ctx).document()
 
 

@@ -88,6 +88,12 @@ class MemberWorker:
         cfg = self.engine.state.cluster
         return cfg.sync.enabled and self.member.sync_enabled
 
+    @property
+    def link(self) -> AdminClient | None:
+        """The persistent link, if it is up."""
+        client = self._client
+        return client if client is not None and client.connected else None
+
     async def connection(self, timeout: float = CONNECT_TIMEOUT_S) -> AdminClient:
         """The persistent link to the member, made with the cluster key if there is none."""
         async with self._connecting:

@@ -268,6 +268,11 @@ class AdminClient:
             return await call.future
         finally:
             self._pending.pop(msg_id, None)
+            if not self._pending and self._sweep_handle is not None:
+                # Nothing left to time out: no wake-up for nothing (a monitor's occasional
+                # call would otherwise wake the loop once more per call).
+                self._sweep_handle.cancel()
+                self._sweep_handle = None
 
     def _arm_sweep(self) -> None:
         if self._sweep_handle is None:
