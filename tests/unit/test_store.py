@@ -223,6 +223,24 @@ def test_replace_skips_backup_of_invalid_current_file(tmp_path):
     assert TomlFile(path).load() == {"epoch": 1, "version": 3}
 
 
+def test_replace_trusts_what_the_caller_knows_only_if_the_file_holds_it(tmp_path):
+    gens = Generations(tmp_path / "backups")
+    path = tmp_path / "cluster.toml"
+    f = TomlFile(path, gens)
+    first = doc(2, 5, 'name = "first"\n')
+    f.replace(first)
+    # The caller knows the file holds ``first`` at (2, 5): the backup is named from that,
+    # even though this body would say otherwise if it were parsed.
+    path.write_bytes(first)
+    f.replace(doc(2, 6), current=(first, 2, 7))
+    assert [(e, v) for e, v, _ in gens.list()] == [(2, 7)]
+    # Someone edited the file behind the node's back: what it really holds is parsed.
+    path.write_bytes(doc(2, 8, 'name = "by hand"\n'))
+    f.replace(doc(2, 9), current=(doc(2, 6), 2, 6))
+    assert sorted((e, v) for e, v, _ in gens.list()) == [(2, 7), (2, 8)]
+    assert (tmp_path / "backups" / "cluster.2.8.toml").read_bytes().endswith(b'"by hand"\n')
+
+
 def test_replace_without_backups(tmp_path):
     f = TomlFile(tmp_path / "node.toml")
     f.replace(b"a = 1\n")

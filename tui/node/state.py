@@ -130,8 +130,9 @@ class NodeState:
     async def _commit(self, new: ClusterConfig, actor: str, summary: str,
                       data: bytes) -> None:
         old = self._cluster
-        await asyncio.to_thread(self._store.replace, data,
-                                current=(self.document, old.epoch, old.version))
+        # The bytes last written (unknown right after start: then the store reads them).
+        known = None if self._data is None else (self._data, old.epoch, old.version)
+        await asyncio.to_thread(self._store.replace, data, current=known)
         self._cluster = new
         self._data = data
         self._hash = config_hash(new)

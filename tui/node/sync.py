@@ -97,8 +97,8 @@ class MemberWorker:
     async def connection(self, timeout: float = CONNECT_TIMEOUT_S) -> AdminClient:
         """The persistent link to the member, made with the cluster key if there is none."""
         async with self._connecting:
-            if self._client is not None and self._client.connected:
-                return self._client
+            if self.link is not None:
+                return self.link
             client = await self.engine.connect_member(self.member, timeout)
             client.on_closed(lambda: self.engine.link_lost(self.member.id))
             self._client = client
