@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import __version__
+from .commands import console as console_cmd
+from .commands import demo as demo_cmd
 from .commands import init as init_cmd
 from .commands import ipfilter as ipfilter_cmd
 from .commands import monitor as monitor_cmd
@@ -51,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     servers_cmd.add_parser(sub)
     sync_cmd.add_parser(sub)
     monitor_cmd.add_parser(sub)
+    console_cmd.add_parser(sub)
+    demo_cmd.add_parser(sub)
     return parser
 
 

@@ -50,6 +50,13 @@ def _credentials(args: argparse.Namespace, password: str | None) -> Credentials:
 
 
 async def open_client(args: argparse.Namespace) -> AdminClient:
+    return (await connect_with(args))[0]
+
+
+async def connect_with(args: argparse.Namespace) -> tuple[AdminClient, Credentials,
+                                                           HostKeyStore]:
+    """Connect as the options say, asking on a terminal where needed; also returns the
+    credentials that worked and the pinned keys (the console reconnects with them)."""
     try:
         target = Target.parse(args.connect)
     except ValueError as exc:
@@ -61,9 +68,10 @@ async def open_client(args: argparse.Namespace) -> AdminClient:
     accept: str | None = None
     for _ in range(3):
         try:
-            return await AdminClient.connect(target, credentials, hostkeys=store, policy=policy,
-                                             accept_fingerprint=accept,
-                                             connect_timeout=args.timeout)
+            client = await AdminClient.connect(target, credentials, hostkeys=store,
+                                               policy=policy, accept_fingerprint=accept,
+                                               connect_timeout=args.timeout)
+            return client, credentials, store
         except UnknownHostKey as exc:
             if accept is not None or not _interactive():
                 raise CommandError(str(exc) + " Or pass --accept-new.",

@@ -1,0 +1,86 @@
+"""The mft console: a Textual app over an injected ClusterService.
+
+The app never talks SSH itself. Everything that waits on the network runs in a worker;
+its outcome comes back as a message, and a failure becomes a notification, never a
+traceback. Live events from the node arrive as ``NodeEvent`` messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import events
+from textual.app import App
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import Input
+
+from .services.cluster import ClusterService
+
+
+class NodeEvent(Message, bubble=False):  # from the app to the screen, and no further
+    """A notification from the node (an event, a resync notice, progress)."""
+    def __init__(self, method: str, params: dict[str, Any]) -> None:
+        super().__init__()
+        self.method = method
+        self.params = params
+
+
+class LinkChanged(Message, bubble=False):
+    """The link to the node went down, is being retried, or is up again."""
+    def __init__(self, state: str, detail: str) -> None:
+        super().__init__()
+        self.state = state
+        self.detail = detail
+
+
+class MftApp(App[None]):
+    TITLE = "mft"
+    CSS_PATH = "app.tcss"
+    BINDINGS = [
+        Binding("q", "quit", "Quit", id="quit"),
+        Binding("question_mark", "help", "Help", id="help"),
+    ]
+
+    def __init__(self, service: ClusterService, *, animations: bool = False) -> None:
+        super().__init__()
+        self.service = service
+        self.animations = animations
+        if not animations:
+            self.animation_level = "none"
+        service.on_event(lambda method, params: self.post_message(NodeEvent(method, params)))
+        service.on_link(lambda state, detail: self.post_message(LinkChanged(state, detail)))
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        # No blinking cursor unless animations are wanted: calmer over a slow SSH link, and
+        # the screen settles (snapshots and tests see one frame, not two).
+        if not self.animations and isinstance(event.widget, Input):
+            event.widget.cursor_blink = False
+
+    def on_mount(self) -> None:
+        from .screens.servers import ServersScreen
+        info = self.service.info
+        self.sub_title = f"{info.get('name', '?')} ({info.get('role', '?')}) at {self.service.target}"
+        self.push_screen(ServersScreen())
+
+    def _to_screen(self, message: Message) -> None:
+        # Screens that care listen for it; hand it to the active one (if any yet).
+        if self.screen_stack:
+            self.screen.post_message(message)
+
+    def on_node_event(self, message: NodeEvent) -> None:
+        self._to_screen(NodeEvent(message.method, message.params))
+
+    def on_link_changed(self, message: LinkChanged) -> None:
+        if message.state == "up":
+            self.notify(f"connected to {self.service.target}", timeout=3)
+        elif message.state == "lost":
+            self.notify(message.detail + " (reconnecting)", severity="warning", timeout=5)
+        self._to_screen(LinkChanged(message.state, message.detail))
+
+    def action_help(self) -> None:
+        from .screens.help import HelpScreen
+        self.push_screen(HelpScreen())
+
+    async def on_unmount(self) -> None:
+        await self.service.close()

@@ -1,0 +1,1 @@
+"""The console's screens. They talk to nodes only through an injected ClusterService."""

@@ -1,0 +1,58 @@
+"""Server details: latency history, sync state, last errors, role and epoch."""
+
+from __future__ import annotations
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Sparkline, Static
+
+
+class DetailsScreen(Screen[None]):
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back", id="back"),
+                Binding("r", "reload", "Reload", id="reload")]
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.server_name = name
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(f"{self.server_name}: loading…", id="facts")
+        yield Static("Latency, last checks (ms)", id="latency-title")
+        yield Sparkline([], id="latency")
+        yield Static("", id="samples")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.action_reload()
+
+    @work(exclusive=True, group="details")
+    async def action_reload(self) -> None:
+        try:
+            server = await self.app.service.details(self.server_name)  # type: ignore[attr-defined]
+        except Exception as exc:
+            self.notify(f"could not read {self.server_name}: {exc}", severity="error")
+            return
+        cluster = server["cluster"]
+        facts = [
+            f"[b]{server['name']}[/b]  {server['address']}:{server['admin_port']}  "
+            f"role {server['role']}  state {server.get('state')} since {server.get('since')}",
+            f"cluster epoch {cluster.get('epoch')}  version {cluster.get('version')}; this "
+            f"server holds version {server.get('version')} (epoch {server.get('epoch')})"
+            f"{'  in sync' if server.get('in_sync') else ''}",
+            f"sync {'on' if server.get('sync_enabled') else 'off'}, last synchronized "
+            f"{server.get('last_synchronized') or '-'}",
+            f"last sync error: {server.get('last_error') or '-'}",
+            f"last check error: {server.get('check_error') or '-'}",
+            f"host key {server.get('host_key_fingerprint') or '-'}",
+        ]
+        self.query_one("#facts", Static).update("\n".join(facts))
+        samples = server.get("samples") or []
+        self.query_one("#latency", Sparkline).data = [
+            s["latency_ms"] or 0.0 for s in samples] or [0.0]
+        failed = [s for s in samples if not s["ok"]]
+        self.query_one("#samples", Static).update(
+            f"{len(samples)} checks, {len(failed)} failed"
+            + (f"; last failure {failed[-1]['at']}: {failed[-1]['error']}" if failed else ""))
