@@ -7,7 +7,7 @@ traceback. Live events from the node arrive as ``NodeEvent`` messages.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import events
 from textual.app import App
@@ -15,7 +15,8 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import Input
 
-from .services.cluster import ClusterService
+if TYPE_CHECKING:  # the app is handed a service; importing it would load asyncssh
+    from .services.cluster import ClusterService
 
 
 class NodeEvent(Message, bubble=False):  # from the app to the screen, and no further
@@ -42,7 +43,7 @@ class MftApp(App[None]):
         Binding("question_mark", "help", "Help", id="help"),
     ]
 
-    def __init__(self, service: ClusterService, *, animations: bool = False) -> None:
+    def __init__(self, service: "ClusterService", *, animations: bool = False) -> None:
         super().__init__()
         self.service = service
         self.animations = animations

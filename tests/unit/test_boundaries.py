@@ -45,6 +45,14 @@ def test_services_node_and_commands_never_load_textual(package: str) -> None:
     assert "textual" not in top_level(loaded_after(package))
 
 
+@pytest.mark.parametrize("package", [
+    "tui.app", "tui.screens.servers", "tui.screens.ip_filter", "tui.screens.add_server",
+    "tui.screens.sync_settings", "tui.screens.details", "tui.widgets.live_table",
+])
+def test_screens_and_widgets_never_load_asyncssh(package: str) -> None:
+    assert "asyncssh" not in top_level(loaded_after(package))
+
+
 def test_protocol_needs_no_ssh_library() -> None:
     assert "asyncssh" not in top_level(loaded_after("tui.protocol.rpc"))
 
@@ -63,8 +71,14 @@ ALLOWED_INTERNAL = {
     # A node talks to other members as a client of the same protocol.
     "tui.node": {"tui", "tui.model", "tui.protocol", "tui.atomic", "tui.node", "tui.services"},
     "tui.services": {"tui.model", "tui.protocol", "tui.atomic", "tui.services"},
+    # `mft console` and `mft demo` start the app (lazily: the other commands never load it).
     "tui.commands": {"tui", "tui.model", "tui.protocol", "tui.services", "tui.node",
-                     "tui.commands"},
+                     "tui.commands", "tui.app"},
+    # The console: it is handed a ClusterService and names it only for type checking.
+    "tui.app": {"tui.app", "tui.screens", "tui.widgets", "tui.model", "tui.protocol",
+                "tui.services"},
+    "tui.screens": {"tui.app", "tui.screens", "tui.widgets", "tui.model", "tui.protocol"},
+    "tui.widgets": {"tui.widgets", "tui.model"},
 }
 FORBIDDEN_EXTERNAL = {
     "tui.model": {"asyncssh", "textual", "asyncio", "socket", "platformdirs"},
@@ -73,6 +87,9 @@ FORBIDDEN_EXTERNAL = {
     "tui.node": {"textual"},
     "tui.services": {"textual"},
     "tui.commands": {"textual", "asyncssh"},  # commands reach nodes through services
+    "tui.app": {"asyncssh"},
+    "tui.screens": {"asyncssh"},
+    "tui.widgets": {"asyncssh"},
 }
 
 

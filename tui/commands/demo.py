@@ -85,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.nodes <= 9:
         raise CommandError("--nodes must be 1 to 9", 64)
     root = Path(tempfile.mkdtemp(prefix="mft-demo-"))
+    # A closed terminal (SIGHUP) or a kill (SIGTERM) still stops the nodes and cleans up.
+    for sig in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, _interrupt)
     password = secrets.token_urlsafe(12)
     processes: list[subprocess.Popen[bytes]] = []
     nodes: list[tuple[str, int]] = []
@@ -124,6 +127,10 @@ def run(args: argparse.Namespace) -> int:
             shutil.rmtree(root, ignore_errors=True)
             print("\nDemo nodes stopped and removed.")
     return EXIT_OK
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 async def _console(host: str, port: int, password: str, known_hosts: Path) -> None:
