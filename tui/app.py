@@ -7,12 +7,14 @@ traceback. Live events from the node arrive as ``NodeEvent`` messages.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from textual import events
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.message import Message
+from textual.screen import Screen
 from textual.widgets import Input
 
 if TYPE_CHECKING:  # the app is handed a service; importing it would load asyncssh
@@ -78,6 +80,24 @@ class MftApp(App[None]):
         elif message.state == "lost":
             self.notify(message.detail + " (reconnecting)", severity="warning", timeout=5)
         self._to_screen(LinkChanged(message.state, message.detail))
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """Every action of the screen in the command palette, beside the system ones."""
+        yield from super().get_system_commands(screen)
+        seen = set()
+        for binding in screen.BINDINGS:
+            if not isinstance(binding, Binding) or binding.action in seen:
+                continue
+            seen.add(binding.action)
+            title = binding.tooltip or binding.description
+            if not title:
+                continue
+            key = binding.key.split(",")[0]
+            yield SystemCommand(title, f"key: {key}",
+                                lambda action=binding.action: self._run(screen, action))
+
+    def _run(self, screen: Screen[Any], action: str) -> None:
+        self.call_later(screen.run_action, action)
 
     def action_help(self) -> None:
         from .screens.help import HelpScreen

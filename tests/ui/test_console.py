@@ -137,3 +137,108 @@ async def _not(probe) -> bool:
 
 async def _has(probe, item: str) -> bool:
     return item in await probe
+
+
+def text_of(app: MftApp, selector: str) -> str:
+    return str(app.screen.query_one(selector).render())
+
+
+async def test_add_server_wizard_failure_then_success(cluster: list[Node],
+                                                      tmp_path: Path) -> None:
+    primary = cluster[0]
+    extra = start_node_process(tmp_path, "c-3", host="127.0.0.64")
+    try:
+        app = MftApp(await service_for(primary, tmp_path))
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(lambda: len(cells(app)) == 3, 10.0)
+            await pilot.press("a")
+            await wait_until(lambda: app.screen.__class__.__name__ == "AddServerScreen")
+            await pilot.press(*extra.host)
+            # Validated as typed: no password yet.
+            await pilot.pause()
+            assert "password" in text_of(app, "#details-problem")
+            app.screen.query_one("#port").value = str(extra.port)
+            app.screen.query_one("#password").value = "not the password"
+            await pilot.press("enter")
+            await wait_until(lambda: "AUTH_FAILED" in text_of(app, "#details-problem"), 10.0)
+            assert app.screen.query_one("ContentSwitcher").current == "details"
+            # Corrected: the summary shows the host key, and nothing has changed yet.
+            app.screen.query_one("#password").value = ADMIN_PASSWORD
+            await pilot.press("enter")
+            await wait_until(lambda: app.screen.query_one("ContentSwitcher").current
+                             == "summary", 10.0)
+            summary = text_of(app, "#summary-text")
+            assert "SHA256:" in summary and "overwritten" in summary and "c-3" in summary
+            async with await connect(extra, tmp_path) as client:
+                assert client.info["role"] == "standalone"
+            await pilot.press("enter")  # the focused Add button
+            await wait_until(lambda: "Added c-3" in text_of(app, "#progress-text"), 20.0)
+            progress = text_of(app, "#progress-text")
+            for step in ("connect", "back up", "push configuration", "record member"):
+                assert step in progress
+            await pilot.press("enter")  # Done
+            await wait_until(lambda: len(cells(app)) == 4, 10.0)
+        async with await connect(extra, tmp_path) as client:
+            assert client.info["role"] == "secondary"
+    finally:
+        stop_node_process(extra)
+
+
+async def test_sync_settings_screen_validates_and_saves(cluster: list[Node],
+                                                        tmp_path: Path) -> None:
+    primary = cluster[0]
+    app = MftApp(await service_for(primary, tmp_path))
+
+    async def interval() -> int:
+        async with await connect(primary, tmp_path) as client:
+            return (await client.call("cluster.sync.get"))["interval_s"]
+
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("s")
+        await wait_until(lambda: app.screen.__class__.__name__ == "SyncSettingsScreen")
+        await wait_until(lambda: app.screen.query_one("#interval").value == "60", 5.0)
+        app.screen.query_one("#interval").value = "3"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert "5 to 86400" in text_of(app, "#problem")
+        assert await interval() == 60
+        app.screen.query_one("#interval").value = "30"
+        await pilot.press("ctrl+s")
+        await eventually(lambda: _equals(interval(), 30))
+
+
+async def _equals(probe, value) -> bool:
+    return await probe == value
+
+
+async def test_every_action_is_in_the_command_palette(cluster: list[Node],
+                                                      tmp_path: Path) -> None:
+    app = MftApp(await service_for(cluster[0], tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(lambda: len(cells(app)) == 3, 10.0)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for wanted in ("Add a server to the cluster", "IP filters", "Sync settings",
+                       "Sync now", "Promote"):
+            assert wanted in titles
+        await pilot.press("ctrl+p")
+        await pilot.press(*"IP filters")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_until(lambda: app.screen.__class__.__name__ == "IpFilterScreen", 5.0)
+
+
+async def test_a_lost_link_shows_a_banner_and_recovers(cluster: list[Node],
+                                                       tmp_path: Path) -> None:
+    primary = cluster[0]
+    app = MftApp(await service_for(primary, tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(lambda: len(cells(app)) == 3, 10.0)
+        stop_node_process(primary)
+        banner = app.screen.query_one("#banner")
+        await wait_until(lambda: banner.display and "reconnecting" in text_of(app, "#banner"),
+                         10.0)
+        cluster[0] = start_node_process(tmp_path, primary.home.name, host=primary.host,
+                                        home=primary.home, port=primary.port)
+        await wait_until(lambda: not banner.display, 20.0)
+        await wait_until(lambda: all(r[3] == "up" for r in cells(app).values()), 15.0)
+        await pilot.pause()

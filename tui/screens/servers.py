@@ -23,6 +23,10 @@ COLUMNS = [("name", "Name"), ("address", "Address"), ("role", "Role"), ("state",
 REFRESH_EVENTS = ("member.state", "sync.result", "config.changed", "role.changed")
 
 
+def utc_now() -> datetime.datetime:  # the clock ages are counted on (fixed in snapshots)
+    return datetime.datetime.now(datetime.UTC)
+
+
 def age(stamp: str | None, now: datetime.datetime | None = None) -> str:
     if not stamp:
         return "-"
@@ -30,7 +34,7 @@ def age(stamp: str | None, now: datetime.datetime | None = None) -> str:
         then = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
     except ValueError:
         return stamp
-    seconds = max(0, int(((now or datetime.datetime.now(datetime.UTC)) - then).total_seconds()))
+    seconds = max(0, int(((now or utc_now()) - then).total_seconds()))
     if seconds < 60:
         return f"{seconds} s ago"
     if seconds < 3600:

@@ -1,0 +1,99 @@
+"""What each screen looks like, at 80x24 and 120x40 (pytest-textual-snapshot).
+
+Pictures need fixed content: cluster ids, ports, latencies and ages differ on every run
+with real nodes, so these render documents recorded from a real three-node cluster
+(`cluster.status`, `ipfilter.get`, ...) with the clock fixed. What the screens do with live
+nodes is covered by test_console.py; here only how they look.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import pytest
+
+from tui.app import MftApp
+from tui.screens import servers
+
+NOW = datetime.datetime(2026, 12, 1, 9, 0, 0, tzinfo=datetime.UTC)
+
+
+def _server(i: int, role: str, latency: float | None, synced: str | None,
+            state: str = "up", version: int = 7, in_sync: bool = True) -> dict[str, Any]:
+    return {"id": f"node{i}", "name": f"edge-{i}", "address": f"10.0.0.{10 + i}",
+            "admin_port": 14983, "role": role, "sync_enabled": True, "state": state,
+            "since": "2026-12-01T08:00:00Z", "latency_ms": latency, "check_error": None,
+            "last_synchronized": synced, "version": version, "epoch": 1,
+            "config_hash": "ab" * 32, "in_sync": in_sync, "drift": False,
+            "behind": not in_sync, "last_error": None, "consecutive_failures": 0,
+            "host_key_fingerprint": "SHA256:WjUflN5BDmSROGI6LZ7dxl1u1CvH9rMXsjvPnfHuFOU"}
+
+
+STATUS = {
+    "cluster": {"cluster_id": "6f0c2d1e9a7b44c1b1", "epoch": 1, "version": 7,
+                "config_hash": "ab" * 32, "primary": "edge-1", "node": "edge-1",
+                "role": "primary", "fenced": None, "sync": {"enabled": True, "interval_s": 60},
+                "monitor": {"period_s": 5}, "members_up": 2, "members_total": 3, "seq": 40},
+    "servers": [_server(1, "primary", None, None),
+                _server(2, "secondary", 0.9, "2026-12-01T08:59:57Z"),
+                _server(3, "secondary", None, "2026-12-01T08:57:40Z", state="down",
+                        version=6, in_sync=False)],
+}
+RULES = {"site": "admin", "kind": "admin", "system": True, "default": "deny", "version": 7,
+         "rules": [{"number": n + 1, "action": "allow", "match": m}
+                   for n, m in enumerate(["127.0.0.0/8", "::1", "10.0.0.0/8",
+                                          "172.16.0.0/12", "192.168.0.0/16"])]}
+
+
+class RecordedService:
+    """Answers as the node did when these documents were recorded; never changes."""
+
+    target = "admin@10.0.0.11:14983"
+    info = {"name": "edge-1", "role": "primary"}
+
+    def on_event(self, callback: Any) -> None: ...
+    def on_link(self, callback: Any) -> None: ...
+    async def close(self) -> None: ...
+    async def subscribe(self) -> dict[str, Any]: return STATUS
+    async def status(self) -> dict[str, Any]: return STATUS
+    async def sync_settings(self) -> dict[str, Any]:
+        return {"enabled": True, "interval_s": 60, "version": 7}
+    async def sites(self) -> list[dict[str, Any]]:
+        return [{"name": "admin", "kind": "admin", "system": True},
+                {"name": "default", "kind": "file", "system": False}]
+    async def ipfilter(self, site: str) -> dict[str, Any]:
+        return RULES | {"site": site} if site == "admin" else {
+            "site": site, "kind": "file", "system": False, "default": "allow",
+            "version": 7, "rules": []}
+
+
+@pytest.fixture(autouse=True)
+def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(servers, "utc_now", lambda: NOW)
+
+
+def app() -> MftApp:
+    return MftApp(RecordedService())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_servers(snap_compare: Any, size: tuple[int, int]) -> None:
+    assert snap_compare(app(), terminal_size=size, press=["down"])
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_ip_filters_with_system_sites(snap_compare: Any, size: tuple[int, int]) -> None:
+    assert snap_compare(app(), terminal_size=size, press=["i", "m", "wait:300"])
+
+
+def test_sync_settings(snap_compare: Any) -> None:
+    assert snap_compare(app(), terminal_size=(80, 24), press=["s", "wait:200"])
+
+
+def test_add_server_details(snap_compare: Any) -> None:
+    assert snap_compare(app(), terminal_size=(80, 24), press=["a", *"edge-4"])
+
+
+def test_help(snap_compare: Any) -> None:
+    assert snap_compare(app(), terminal_size=(80, 24), press=["question_mark"])
