@@ -7,7 +7,7 @@ traceback. Live events from the node arrive as ``NodeEvent`` messages.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from textual import events
@@ -19,6 +19,9 @@ from textual.widgets import Input
 
 if TYPE_CHECKING:  # the app is handed a service; importing it would load asyncssh
     from .services.cluster import ClusterService
+
+
+Opener = Callable[[str, int, str, "str | None", "str | None"], Awaitable[Any]]
 
 
 class NodeEvent(Message, bubble=False):  # from the app to the screen, and no further
@@ -45,14 +48,22 @@ class MftApp(App[None]):
         Binding("question_mark", "help", "Help", id="help"),
     ]
 
-    def __init__(self, service: "ClusterService", *, animations: bool = False) -> None:
+    def __init__(self, service: "ClusterService | None" = None, *,
+                 opener: Opener | None = None, profiles: list[Any] | None = None,
+                 save_profile: Callable[[str, str, int, str], Any] | None = None,
+                 initial: dict[str, Any] | None = None, animations: bool = False) -> None:
+        """Either a connected ``service``, or an ``opener`` the connect screen calls (with
+        host, port, user, password or None for SSH keys, and an accepted fingerprint)."""
         super().__init__()
-        self.service = service
+        self.service: Any = None
+        self._pending_service = service
+        self.opener = opener
+        self.profiles = profiles or []
+        self.save_profile = save_profile or (lambda *a: None)
+        self.initial = initial
         self.animations = animations
         if not animations:
             self.animation_level = "none"
-        service.on_event(lambda method, params: self.post_message(NodeEvent(method, params)))
-        service.on_link(lambda state, detail: self.post_message(LinkChanged(state, detail)))
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
         # No blinking cursor unless animations are wanted: calmer over a slow SSH link, and
@@ -61,10 +72,26 @@ class MftApp(App[None]):
             event.widget.cursor_blink = False
 
     def on_mount(self) -> None:
+        if self._pending_service is not None:
+            self.attach(self._pending_service)
+            return
+        from .screens.connect import ConnectScreen
+        # The first frame comes at once; connecting happens in the screen's worker.
+        self.push_screen(ConnectScreen(self.profiles, self.initial,
+                                       auto=bool(self.initial and self.initial.get("host"))))
+
+    def attach(self, service: "ClusterService") -> None:
+        """Work with this connected service: its events come in as messages."""
         from .screens.servers import ServersScreen
-        info = self.service.info
-        self.sub_title = f"{info.get('name', '?')} ({info.get('role', '?')}) at {self.service.target}"
-        self.push_screen(ServersScreen())
+        self.service = service
+        service.on_event(lambda method, params: self.post_message(NodeEvent(method, params)))
+        service.on_link(lambda state, detail: self.post_message(LinkChanged(state, detail)))
+        info = service.info
+        self.sub_title = f"{info.get('name', '?')} ({info.get('role', '?')}) at {service.target}"
+        if self.screen_stack and self.screen.__class__.__name__ == "ConnectScreen":
+            self.switch_screen(ServersScreen())
+        else:
+            self.push_screen(ServersScreen())
 
     def _to_screen(self, message: Message) -> None:
         # Screens that care listen for it; hand it to the active one (if any yet).
@@ -104,4 +131,5 @@ class MftApp(App[None]):
         self.push_screen(HelpScreen())
 
     async def on_unmount(self) -> None:
-        await self.service.close()
+        if self.service is not None:
+            await self.service.close()

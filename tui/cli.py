@@ -60,10 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
-        parser.print_help()
-        return EXIT_USAGE
+        if argv or not (sys.stdin.isatty() and sys.stdout.isatty()):
+            parser.print_help()
+            return EXIT_USAGE
+        args = console_cmd.defaults()  # `mft` alone, on a terminal: the console
+        args.run = console_cmd.run
     if hasattr(args, "home") and args.home is None:
         args.home = default_home()
     from .protocol.rpc import RpcError

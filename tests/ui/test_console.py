@@ -242,3 +242,45 @@ async def test_a_lost_link_shows_a_banner_and_recovers(cluster: list[Node],
         await wait_until(lambda: not banner.display, 20.0)
         await wait_until(lambda: all(r[3] == "up" for r in cells(app).values()), 15.0)
         await pilot.pause()
+
+
+async def test_connect_screen_pins_a_confirmed_key_and_refuses_a_changed_one(
+        cluster: list[Node], tmp_path: Path) -> None:
+    """The console's own first contact: the fingerprint is shown and pinned only once
+    confirmed; a node presenting another key later is refused with an explanation."""
+    import asyncssh
+
+    from tui.services.target import Target
+    primary = cluster[0]
+    store = HostKeyStore(tmp_path / "pinned")
+
+    async def opener(host, port, user, password, accept):
+        service = ClusterService(Connection(Target(host, port, user),
+                                            Credentials(password=password), store,
+                                            policy=TrustPolicy.REFUSE,
+                                            accept_fingerprint=accept))
+        await service.connect()
+        return service
+
+    app = MftApp(opener=opener, initial={"host": primary.host, "port": primary.port,
+                                         "user": "admin", "password": ADMIN_PASSWORD})
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(lambda: app.screen.__class__.__name__ == "ConfirmScreen", 10.0)
+        question = str(app.screen.query_one("#question").render())
+        fingerprint = asyncssh.read_private_key(
+            primary.home / "keys" / "admin_host_ed25519").get_fingerprint("sha256")
+        assert fingerprint in question
+        assert store.lookup(primary.host, primary.port) == []  # not before the yes
+        await pilot.press("y")
+        await wait_until(lambda: app.screen.__class__.__name__ == "ServersScreen", 10.0)
+        assert store.lookup(primary.host, primary.port) != []
+    # A console that pinned another key for that address is refused with an explanation.
+    store = HostKeyStore(tmp_path / "pinned-elsewhere")
+    store.pin(primary.host, primary.port, asyncssh.generate_private_key("ssh-ed25519"))
+    app = MftApp(opener=opener, initial={"host": primary.host, "port": primary.port,
+                                         "user": "admin", "password": ADMIN_PASSWORD})
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(lambda: app.screen.__class__.__name__ == "HostKeyChangedScreen",
+                         10.0)
+        await pilot.pause()
+        assert "CHANGED" in str(app.screen.query_one("Static").render())

@@ -16,9 +16,9 @@ from ..services.target import Target
 from .output import EXIT_UNREACHABLE, EXIT_USAGE, CommandError, read_password_file
 
 
-def add_connection_options(parser: argparse.ArgumentParser) -> None:
+def add_connection_options(parser: argparse.ArgumentParser, required: bool = True) -> None:
     group = parser.add_argument_group("connection")
-    group.add_argument("--connect", metavar="[USER@]HOST[:PORT]", required=True,
+    group.add_argument("--connect", metavar="[USER@]HOST[:PORT]", required=required,
                        help="the node to talk to (user admin and port 14983 by default)")
     group.add_argument("--password-file", metavar="FILE", type=Path,
                        help="read the admin password from FILE (else $MFT_PASSWORD, else "
@@ -32,6 +32,10 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
                        help="pinned host keys (default: mft's own known_hosts file)")
     group.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
                        help="connect and login timeout (default 10)")
+
+
+def password_from(args: argparse.Namespace) -> str | None:
+    return _password(args)
 
 
 def _password(args: argparse.Namespace) -> str | None:
