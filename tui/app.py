@@ -7,6 +7,7 @@ traceback. Live events from the node arrive as ``NodeEvent`` messages.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -25,11 +26,12 @@ Opener = Callable[[str, int, str, "str | None", "str | None"], Awaitable[Any]]
 
 
 class NodeEvent(Message, bubble=False):  # from the app to the screen, and no further
-    """A notification from the node (an event, a resync notice, progress)."""
-    def __init__(self, method: str, params: dict[str, Any]) -> None:
+    """Notifications from the node (events, resync notices, progress), in arrival order:
+    those that arrive together travel as one message."""
+
+    def __init__(self, notifications: list[tuple[str, dict[str, Any]]]) -> None:
         super().__init__()
-        self.method = method
-        self.params = params
+        self.notifications = notifications
 
 
 class LinkChanged(Message, bubble=False):
@@ -62,6 +64,7 @@ class MftApp(App[None]):
         self.save_profile = save_profile or (lambda *a: None)
         self.initial = initial
         self.animations = animations
+        self._arrived: list[tuple[str, dict[str, Any]]] = []
         if not animations:
             self.animation_level = "none"
 
@@ -84,7 +87,7 @@ class MftApp(App[None]):
         """Work with this connected service: its events come in as messages."""
         from .screens.servers import ServersScreen
         self.service = service
-        service.on_event(lambda method, params: self.post_message(NodeEvent(method, params)))
+        service.on_event(self._notified)
         service.on_link(lambda state, detail: self.post_message(LinkChanged(state, detail)))
         info = service.info
         self.sub_title = f"{info.get('name', '?')} ({info.get('role', '?')}) at {service.target}"
@@ -93,13 +96,20 @@ class MftApp(App[None]):
         else:
             self.push_screen(ServersScreen())
 
+    def _notified(self, method: str, params: dict[str, Any]) -> None:
+        # Gathered until the loop comes round: 200 members' samples are a few messages.
+        if not self._arrived:
+            asyncio.get_running_loop().call_soon(self._hand_over)
+        self._arrived.append((method, params))
+
+    def _hand_over(self) -> None:
+        arrived, self._arrived = self._arrived, []
+        self._to_screen(NodeEvent(arrived))
+
     def _to_screen(self, message: Message) -> None:
         # Screens that care listen for it; hand it to the active one (if any yet).
         if self.screen_stack:
             self.screen.post_message(message)
-
-    def on_node_event(self, message: NodeEvent) -> None:
-        self._to_screen(NodeEvent(message.method, message.params))
 
     def on_link_changed(self, message: LinkChanged) -> None:
         if message.state == "up":

@@ -111,13 +111,14 @@ class AdminSession:
             while True:
                 await sub.ready.wait()
                 dropped, events = sub.take()
+                lines = [encode(notification(EVENT, event)) for event in events]
                 if dropped:
-                    channel.write(encode(notification(RESYNC, {
+                    lines.insert(0, encode(notification(RESYNC, {
                         "dropped": dropped, "seq": self.ctx.state.events.last_seq,
                         "reason": "events came faster than they were read; read "
                                   "cluster.status again"})))
-                for event in events:
-                    channel.write(encode(notification(EVENT, event)))
+                # One write for all that is waiting: a few SSH packets, not one per event.
+                channel.write(b"".join(lines))
                 if channel.get_write_buffer_size() > EVENTS_BUFFER_BYTES:
                     await self.process.stdout.drain()
         except (asyncssh.Error, ConnectionError, BrokenPipeError):

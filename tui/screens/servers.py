@@ -99,6 +99,7 @@ class ServersScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.status: dict[str, Any] | None = None
+        self._by_id: dict[str, dict[str, Any]] = {}
         self._dirty = False
         self._sort_column = -1
         self._filter = ""
@@ -139,6 +140,7 @@ class ServersScreen(Screen[None]):
         if not self.is_mounted:  # the answer came after the screen closed
             return
         self.status = status
+        self._by_id = {s["id"]: s for s in status["servers"]}
         self._dirty = False
         self.query_one("#cluster-summary", Static).update(summary_text(status))
         self._render_rows()
@@ -172,17 +174,17 @@ class ServersScreen(Screen[None]):
             self._render_rows()  # the ages move on
 
     def on_node_event(self, message: NodeEvent) -> None:
-        if message.method == "events.resync":
-            self.load()
-            return
-        kind = message.params.get("kind")
-        if kind == "member.sample" and self.status is not None:
-            for server in self.status["servers"]:
-                if server["id"] == message.params.get("member_id") and message.params.get("ok"):
-                    server["latency_ms"] = message.params.get("latency_ms")
-            return
-        if kind in REFRESH_EVENTS:
-            self._dirty = True
+        for method, params in message.notifications:
+            if method == "events.resync":
+                self._dirty = True
+                continue
+            kind = params.get("kind")
+            if kind == "member.sample":
+                server = self._by_id.get(params.get("member_id"))
+                if server is not None and params.get("ok"):
+                    server["latency_ms"] = params.get("latency_ms")  # shown at the tick
+            elif kind in REFRESH_EVENTS:
+                self._dirty = True
 
     def on_link_changed(self, message: LinkChanged) -> None:
         banner = self.query_one("#banner", Static)

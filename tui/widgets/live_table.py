@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey
 
 
 class LiveTable(DataTable[str]):
@@ -44,7 +45,10 @@ class LiveTable(DataTable[str]):
                 else:
                     for (column, _), before, after in zip(self._columns, old, cells):
                         if before != after:
-                            self.update_cell(key, column, after, update_width=True)
+                            # Re-measuring a column is the dear part of an update: only
+                            # when the text may no longer fit.
+                            grows = len(after) > self.columns[ColumnKey(column)].content_width
+                            self.update_cell(key, column, after, update_width=grows)
                             changed += 1
                 self._shown[key] = cells
         return changed
