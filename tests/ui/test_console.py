@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -284,3 +285,51 @@ async def test_connect_screen_pins_a_confirmed_key_and_refuses_a_changed_one(
                          10.0)
         await pilot.pause()
         assert "CHANGED" in str(app.screen.query_one("Static").render())
+
+
+async def test_ip_filter_lockout_needs_confirmation_and_conflicts_are_shown(
+        cluster: list[Node], tmp_path: Path) -> None:
+    primary = cluster[0]
+    app = MftApp(await service_for(primary, tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("i")
+        await wait_until(lambda: app.screen.__class__.__name__ == "IpFilterScreen")
+        await pilot.press("m")
+        await wait_until(lambda: getattr(app.screen, "site", "") == "admin", 5.0)
+        editor = app.screen
+        before = await admin_rules(primary, tmp_path)
+        # Deleting the loopback rule would deny the console's own address (127.0.0.x).
+        await pilot.pause()
+        editor.query_one("#rules", LiveTable).move_cursor(row=0)
+        await pilot.press("x")
+        await pilot.press("ctrl+s")
+        await wait_until(lambda: app.screen.__class__.__name__ == "ConfirmScreen", 5.0)
+        assert "127.0.0" in str(app.screen.query_one("#question").render())
+        await pilot.press("n")  # not confirmed: nothing saved
+        await wait_until(lambda: app.screen is editor, 5.0)
+        assert await admin_rules(primary, tmp_path) == before
+        # Someone else changes the filter meanwhile: saving shows the conflict.
+        async with await connect(primary, tmp_path) as other:
+            current = (await other.call("ipfilter.get"))["rules"]
+            await other.call("ipfilter.set", {"rules": [
+                {k: v for k, v in r.items() if k != "number"} for r in current]
+                + [{"action": "deny", "match": "198.51.100.1"}]})
+        editor.rules = [{"action": "allow", "match": "127.0.0.0/8"}]
+        await pilot.press("ctrl+s")
+        await wait_until(lambda: any("changed since you read it" in str(n.message)
+                                     for n in app._notifications), 5.0)
+        assert "198.51.100.1" in await admin_rules(primary, tmp_path)
+
+
+async def test_details_show_the_latency_history(cluster: list[Node], tmp_path: Path) -> None:
+    app = MftApp(await service_for(cluster[0], tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(lambda: len(cells(app)) == 3
+                         and all(r[3] == "up" for r in cells(app).values()), 10.0)
+        await asyncio.sleep(2)  # a few checks at the 1 s period
+        await pilot.press("down", "enter")
+        await wait_until(lambda: app.screen.__class__.__name__ == "DetailsScreen", 5.0)
+        await wait_until(lambda: "checks" in text_of(app, "#samples"), 5.0)
+        facts = text_of(app, "#facts")
+        assert "secondary" in facts and "epoch" in facts and "in sync" in facts
+        assert len(app.screen.query_one("#latency").data) >= 2

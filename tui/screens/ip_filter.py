@@ -124,7 +124,12 @@ class IpFilterScreen(Screen[None]):
         rows = {str(i): (str(i + 1), r["action"], r["match"], r.get("note", ""))
                 for i, r in enumerate(self.rules)}
         rows["default"] = ("*", self.default, "(everything else)", "default")
-        table.sync_rows(rows)
+        if list(rows) != table.row_keys:
+            # Order is the point of a rule list: when rows come or go, lay it out again;
+            # otherwise only the changed cells are written.
+            table.rebuild(rows)
+        else:
+            table.sync_rows(rows)
         self.query_one("#site-summary", Static).update(
             f"site [b]{self.site}[/b]: {len(self.rules)} rules, first match wins; "
             f"based on version {self.base_version}" + ("  [b](unsaved changes)[/b]"

@@ -154,18 +154,9 @@ class ServersScreen(Screen[None]):
         if self._sort_column >= 0:
             rows = dict(sorted(rows.items(), key=lambda kv: kv[1][self._sort_column]))
             if list(rows) != [k for k in self.table.row_keys if k in rows]:
-                # A new order: rebuild once, keeping the cursor on its row.
-                selected = self.table.selected_key
-                self.table.clear()
-                self.table._shown.clear()
-                self.table.sync_rows(rows)
-                self._restore_cursor(selected)
+                self.table.rebuild(rows)  # a new order: once, keeping the cursor on its row
                 return
         self.table.sync_rows(rows)
-
-    def _restore_cursor(self, key: str | None) -> None:
-        if key is not None and key in self.table.row_keys:
-            self.table.move_cursor(row=self.table.row_keys.index(key))
 
     def _tick(self) -> None:
         if self._dirty:
@@ -214,6 +205,9 @@ class ServersScreen(Screen[None]):
     def action_ip_filters(self) -> None:
         from .ip_filter import IpFilterScreen
         self.app.push_screen(IpFilterScreen(), lambda _: self.load())
+
+    def on_data_table_row_selected(self, event: LiveTable.RowSelected) -> None:
+        self.action_details()  # enter on a row: the table takes the key and says so
 
     def action_details(self) -> None:
         server = self._selected()

@@ -53,6 +53,18 @@ class LiveTable(DataTable[str]):
                 self._shown[key] = cells
         return changed
 
+    def rebuild(self, rows: Mapping[str, Sequence[str]]) -> None:
+        """Lay the rows out again in this order (when order itself changed), keeping the
+        cursor on the same row key if it is still there, else at the same place."""
+        key, place = self.selected_key, self.cursor_row
+        self.clear()
+        self._shown.clear()
+        self.sync_rows(rows)
+        keys = self.row_keys
+        if keys:
+            self.move_cursor(row=keys.index(key) if key in keys else
+                             min(max(place, 0), len(keys) - 1))
+
     @property
     def selected_key(self) -> str | None:
         if not self._shown or self.cursor_row < 0:
