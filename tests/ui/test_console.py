@@ -206,6 +206,11 @@ async def test_sync_settings_screen_validates_and_saves(cluster: list[Node],
         app.screen.query_one("#interval").value = "30"
         await pilot.press("ctrl+s")
         await eventually(lambda: _equals(interval(), 30))
+        # The members' versions follow the change as it propagates, without a key press.
+        async with await connect(primary, tmp_path) as client:
+            version = client.info["version"]
+        await wait_until(lambda: [r[3] for r in cells(app, "#members").values()]
+                         == [str(version)] * 2, 10.0)
 
 
 async def _equals(probe, value) -> bool:

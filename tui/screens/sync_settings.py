@@ -11,6 +11,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Static, Switch
 
+from ..app import NodeEvent
 from ..model.config import SYNC_INTERVAL_MAX_S, SYNC_INTERVAL_MIN_S
 from ..widgets.live_table import LiveTable
 from .servers import age
@@ -35,6 +36,7 @@ class SyncSettingsScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.members: list[dict[str, Any]] = []
+        self._stale = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -54,18 +56,32 @@ class SyncSettingsScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#members", LiveTable).focus()
         self.load()
+        self.set_interval(0.5, self._refresh_if_stale)
+
+    def on_node_event(self, message: NodeEvent) -> None:
+        # A change goes out and the members take it: follow it in the table.
+        if any(params.get("kind") in ("sync.result", "config.changed")
+               for _, params in message.notifications):
+            self._stale = True
+
+    def _refresh_if_stale(self) -> None:
+        if self._stale:
+            self._stale = False
+            self.load(settings=False)
 
     @work(exclusive=True, group="sync-load")
-    async def load(self) -> None:
+    async def load(self, settings: bool = True) -> None:
+        """The members' table; with ``settings``, the form too (not while one is edited)."""
         service = self.app.service  # type: ignore[attr-defined]
         try:
-            settings = await service.sync_settings()
+            current = await service.sync_settings() if settings else None
             status = await service.status()
         except Exception as exc:
             self.notify(f"could not read the sync settings: {exc}", severity="error")
             return
-        self.query_one("#enabled", Switch).value = settings["enabled"]
-        self.query_one("#interval", Input).value = str(settings["interval_s"])
+        if current is not None:
+            self.query_one("#enabled", Switch).value = current["enabled"]
+            self.query_one("#interval", Input).value = str(current["interval_s"])
         self.members = [s for s in status["servers"] if s["role"] != "primary"]
         self.query_one("#members", LiveTable).sync_rows({
             s["id"]: (s["name"], "on" if s["sync_enabled"] else "off",
