@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import getpass
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from ..model.ages import age
 from ..protocol.rpc import REGISTRATION_FAILED, RpcError
 from ..services.target import Target
 from . import failover
@@ -73,27 +73,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 # -- shared with `mft sync now` ---------------------------------------------------------------
-
-def age(stamp: Any, now: datetime.datetime | None = None) -> str:
-    """'3 s ago' for a UTC ISO time; '-' when there is none."""
-    if not isinstance(stamp, str) or not stamp:
-        return "-"
-    try:
-        then = datetime.datetime.fromisoformat(stamp)
-    except ValueError:
-        return stamp
-    if then.tzinfo is None:
-        then = then.replace(tzinfo=datetime.UTC)
-    now = now or datetime.datetime.now(datetime.UTC)
-    seconds = max(0, int((now - then).total_seconds()))
-    if seconds < 60:
-        return f"{seconds} s ago"
-    if seconds < 3600:
-        return f"{seconds // 60} min ago"
-    if seconds < 86400:
-        return f"{seconds // 3600} h ago"
-    return f"{seconds // 86400} d ago"
-
 
 def _one_line(text: Any, width: int) -> str:
     text = " ".join(str(text).split())

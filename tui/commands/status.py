@@ -23,7 +23,7 @@ from .output import (
     safe,
     table,
 )
-from .servers import age
+from ..model.ages import age
 
 WATCH_TICK_S = 1.0
 WATCH_REFRESH_S = 5.0  # re-read the snapshot this often even when no event came

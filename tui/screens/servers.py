@@ -14,6 +14,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
 from ..app import LinkChanged, NodeEvent
+from ..model import ages
 from ..widgets.live_table import LiveTable
 from .confirm import ConfirmScreen
 
@@ -27,19 +28,8 @@ def utc_now() -> datetime.datetime:  # the clock ages are counted on (fixed in s
     return datetime.datetime.now(datetime.UTC)
 
 
-def age(stamp: str | None, now: datetime.datetime | None = None) -> str:
-    if not stamp:
-        return "-"
-    try:
-        then = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        return stamp
-    seconds = max(0, int(((now or utc_now()) - then).total_seconds()))
-    if seconds < 60:
-        return f"{seconds} s ago"
-    if seconds < 3600:
-        return f"{seconds // 60} min ago"
-    return f"{seconds // 3600} h ago"
+def age(stamp: str | None) -> str:
+    return ages.age(stamp, utc_now())
 
 
 def version_text(s: dict[str, Any]) -> str:
