@@ -74,14 +74,19 @@ class MftApp(App[None]):
         if not self.animations and isinstance(event.widget, Input):
             event.widget.cursor_blink = False
 
+    def get_default_screen(self) -> Screen[Any]:
+        if self._pending_service is not None:
+            return super().get_default_screen()
+        from .screens.connect import ConnectScreen
+        # The first screen itself, not one pushed over an empty default: a single screen to
+        # build before the first frame, which comes at once; connecting happens in the
+        # screen's worker.
+        return ConnectScreen(self.profiles, self.initial,
+                             auto=bool(self.initial and self.initial.get("host")))
+
     def on_mount(self) -> None:
         if self._pending_service is not None:
             self.attach(self._pending_service)
-            return
-        from .screens.connect import ConnectScreen
-        # The first frame comes at once; connecting happens in the screen's worker.
-        self.push_screen(ConnectScreen(self.profiles, self.initial,
-                                       auto=bool(self.initial and self.initial.get("host"))))
 
     def attach(self, service: "ClusterService") -> None:
         """Work with this connected service: its events come in as messages."""
@@ -91,7 +96,7 @@ class MftApp(App[None]):
         service.on_link(lambda state, detail: self.post_message(LinkChanged(state, detail)))
         info = service.info
         self.sub_title = f"{info.get('name', '?')} ({info.get('role', '?')}) at {service.target}"
-        if self.screen_stack and self.screen.__class__.__name__ == "ConnectScreen":
+        if len(self.screen_stack) > 1 and self.screen.__class__.__name__ == "ConnectScreen":
             self.switch_screen(ServersScreen())
         else:
             self.push_screen(ServersScreen())

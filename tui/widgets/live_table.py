@@ -5,8 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from rich.segment import Segment
+from rich.style import Style
+from rich.text import Text
+from textual.cache import LRUCache
 from textual.widgets import DataTable
-from textual.widgets.data_table import ColumnKey
+from textual.widgets._data_table import RowRenderables
+from textual.widgets.data_table import ColumnKey, RowKey
 
 
 class LiveTable(DataTable[str]):
@@ -18,10 +23,40 @@ class LiveTable(DataTable[str]):
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)  # type: ignore[arg-type]
         self._columns = list(columns)  # (key, label)
         self._shown: dict[str, tuple[str, ...]] = {}
+        self._cells: LRUCache[tuple[object, ...], list[list[Segment]]] = LRUCache(4096)
 
     def on_mount(self) -> None:
         for key, label in self._columns:
             self.add_column(label, key=key)
+
+    def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
+                     cursor: bool = False, hover: bool = False) -> list[list[Segment]]:
+        # DataTable renders every visible cell again after any update (its cache is keyed
+        # by an update counter). A live table changes a cell or two per row, so cells are
+        # kept by what they show: a cell whose text, place and look are unchanged is not
+        # rendered again.
+        if row_index < 0 or column_index < 0:
+            return super()._render_cell(row_index, column_index, base_style, width,
+                                        cursor, hover)
+        row_key = self._row_locations.get_key(row_index)
+        column_key = self._column_locations.get_key(column_index)
+        key = (row_key, column_key, row_index, column_index, width, base_style, cursor, hover,
+               self._show_hover_cursor, self._pseudo_class_state,
+               self._data[row_key][column_key])
+        lines = self._cells.get(key)
+        if lines is None:
+            lines = super()._render_cell(row_index, column_index, base_style, width,
+                                         cursor, hover)
+            self._cells[key] = lines
+        return lines
+
+    def _compute_row_renderables(self, row_index: int) -> RowRenderables:
+        # Cells are plain text, shown as they are: a server named "[red]x" is not markup,
+        # and no markup parser runs for each cell of each redrawn row.
+        if row_index < 0:
+            return super()._compute_row_renderables(row_index)
+        return RowRenderables(None, [Text(str(datum), no_wrap=True, end="")
+                                     for datum in self.get_row_at(row_index)])
 
     @property
     def row_keys(self) -> list[str]:
@@ -30,7 +65,7 @@ class LiveTable(DataTable[str]):
     def sync_rows(self, rows: Mapping[str, Sequence[str]]) -> int:
         """Make the table show ``rows`` (row key -> cells in column order); returns how many
         cells changed. New rows are added, gone rows removed, changed cells updated."""
-        changed = 0
+        changed = quiet = 0
         with self.app.batch_update():
             for key in [k for k in self._shown if k not in rows]:
                 self.remove_row(key)
@@ -43,14 +78,24 @@ class LiveTable(DataTable[str]):
                     self.add_row(*cells, key=key)
                     changed += len(cells)
                 else:
+                    data = self._data[RowKey(key)]
                     for (column, _), before, after in zip(self._columns, old, cells):
-                        if before != after:
-                            # Re-measuring a column is the dear part of an update: only
-                            # when the text may no longer fit.
-                            grows = len(after) > self.columns[ColumnKey(column)].content_width
-                            self.update_cell(key, column, after, update_width=grows)
-                            changed += 1
+                        if before == after:
+                            continue
+                        changed += 1
+                        column_key = ColumnKey(column)
+                        if len(after) > self.columns[column_key].content_width:
+                            # Re-measuring a column is dear: only when the text outgrows it.
+                            self.update_cell(key, column, after, update_width=True)
+                        else:
+                            # What update_cell does, less its refresh per cell: hundreds
+                            # of cells change at once here, and one refresh below does.
+                            data[column_key] = after
+                            quiet += 1
                 self._shown[key] = cells
+            if quiet:
+                self._update_count += 1
+                self.refresh()
         return changed
 
     def rebuild(self, rows: Mapping[str, Sequence[str]]) -> None:
