@@ -69,3 +69,34 @@ async def test_rows_come_and_go_and_the_cursor_stays_on_its_row() -> None:
         assert table.row_keys == ["b", "c"]
         assert table.selected_key == "c"
         assert [line.split()[0] for line in drawn(table)[1:]] == ["b", "c"]
+
+
+class WideApp(App[None]):
+    def compose(self) -> ComposeResult:
+        yield LiveTable([("name", "Name", 0), ("address", "Address", 2), ("role", "Role", 1),
+                         ("state", "State", 0)], id="t")
+
+
+async def test_less_important_columns_fold_away_when_narrow_and_come_back() -> None:
+    app = WideApp()
+    row = ("node-1", "127.0.0.61:14983", "secondary", "up")
+    async with app.run_test(size=(100, 10)) as pilot:
+        table = app.query_one(LiveTable)
+        table.sync_rows({"a": row, "b": ("node-2", "127.0.0.62:14983", "primary", "up")})
+        table.move_cursor(row=1)
+        await pilot.pause()
+        assert table.shown_columns == ["name", "address", "role", "state"]
+        await pilot.resize_terminal(30, 10)  # 9+18+11+7 does not fit; 9+11+7 does
+        await pilot.pause()
+        assert table.shown_columns == ["name", "role", "state"]
+        assert "127.0.0.61" not in drawn(table)[1] and "secondary" in drawn(table)[1]
+        assert table.cells("a") == row  # what is folded is kept
+        assert table.selected_key == "b"  # and the cursor stays on its row
+        await pilot.resize_terminal(20, 10)  # rank 0 columns never fold
+        await pilot.pause()
+        assert table.shown_columns == ["name", "state"]
+        await pilot.resize_terminal(100, 10)
+        await pilot.pause()
+        assert table.shown_columns == ["name", "address", "role", "state"]
+        assert "127.0.0.61:14983" in drawn(table)[1]
+        assert table.selected_key == "b"

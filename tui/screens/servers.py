@@ -18,9 +18,11 @@ from ..model import ages
 from ..widgets.live_table import LiveTable
 from .confirm import ConfirmScreen
 
-COLUMNS = [("name", "Name"), ("address", "Address"), ("role", "Role"), ("state", "State"),
-           ("sync", "Sync"), ("last", "Last sync"), ("version", "Version"),
-           ("latency", "Latency")]
+# (key, label, fold rank): on a narrow terminal the address folds first (the details
+# screen shows it), then latency and role; name, state, sync, last sync and version stay.
+COLUMNS = [("name", "Name", 0), ("address", "Address", 3), ("role", "Role", 1),
+           ("state", "State", 0), ("sync", "Sync", 0), ("last", "Last sync", 0),
+           ("version", "Version", 0), ("latency", "Latency", 2)]
 REFRESH_EVENTS = ("member.state", "sync.result", "config.changed", "role.changed")
 
 

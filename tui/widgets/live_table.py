@@ -1,5 +1,8 @@
 """A DataTable kept current by diffing: rows are keyed by server id, only changed cells are
-written, the cursor stays on its row, and the table is never cleared to refresh."""
+written, the cursor stays on its row, and the table is never cleared to refresh.
+
+On a narrow terminal the less important columns fold away (each column may carry a fold
+rank: 0 never folds, higher ranks fold first) and come back when there is room."""
 
 from __future__ import annotations
 
@@ -19,15 +22,56 @@ class LiveTable(DataTable[str]):
     LiveTable { height: 1fr; }
     """
 
-    def __init__(self, columns: Sequence[tuple[str, str]], **kwargs: object) -> None:
+    def __init__(self, columns: Sequence[tuple[str, str] | tuple[str, str, int]],
+                 **kwargs: object) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)  # type: ignore[arg-type]
-        self._columns = list(columns)  # (key, label)
+        self._columns = [(c[0], c[1]) for c in columns]  # (key, label)
+        self._fold_rank = [c[2] if len(c) > 2 else 0 for c in columns]  # type: ignore[misc]
+        self._visible = list(range(len(self._columns)))  # indices of the columns shown
         self._shown: dict[str, tuple[str, ...]] = {}
         self._cells: LRUCache[tuple[object, ...], list[list[Segment]]] = LRUCache(4096)
 
     def on_mount(self) -> None:
         for key, label in self._columns:
             self.add_column(label, key=key)
+
+    def on_resize(self) -> None:
+        self._fit()
+
+    @property
+    def shown_columns(self) -> list[str]:
+        return [self._columns[i][0] for i in self._visible]
+
+    def cells(self, key: str) -> tuple[str, ...]:
+        """Every cell of a row, in column order, folded columns included."""
+        return self._shown[key]
+
+    def _fit(self) -> None:
+        """Fold columns, highest rank first, until the rest fit the width; unfold when
+        there is room again."""
+        width = self.size.width - 2  # room for the vertical scrollbar
+        if width <= 0:
+            return
+        need = [max([len(label)] + [len(cells[i]) for cells in self._shown.values()])
+                + 2 * self.cell_padding for i, (_, label) in enumerate(self._columns)]
+        visible = list(range(len(self._columns)))
+        for i in sorted(visible, key=lambda i: (-self._fold_rank[i], -i)):
+            if sum(need[j] for j in visible) <= width or self._fold_rank[i] == 0:
+                break
+            visible.remove(i)
+        if visible != self._visible:
+            self._visible = visible
+            self._lay_out_columns()
+
+    def _lay_out_columns(self) -> None:
+        key, place = self.selected_key, self.cursor_row
+        rows = dict(self._shown)
+        self.clear(columns=True)
+        self._shown.clear()
+        for i in self._visible:
+            self.add_column(self._columns[i][1], key=self._columns[i][0])
+        self._sync(rows)
+        self._restore_cursor(key, place)
 
     def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
                      cursor: bool = False, hover: bool = False) -> list[list[Segment]]:
@@ -65,38 +109,52 @@ class LiveTable(DataTable[str]):
     def sync_rows(self, rows: Mapping[str, Sequence[str]]) -> int:
         """Make the table show ``rows`` (row key -> cells in column order); returns how many
         cells changed. New rows are added, gone rows removed, changed cells updated."""
-        changed = quiet = 0
         with self.app.batch_update():
-            for key in [k for k in self._shown if k not in rows]:
-                self.remove_row(key)
-                del self._shown[key]
-                changed += 1
-            for key, cells in rows.items():
-                cells = tuple(cells)
-                old = self._shown.get(key)
-                if old is None:
-                    self.add_row(*cells, key=key)
-                    changed += len(cells)
-                else:
-                    data = self._data[RowKey(key)]
-                    for (column, _), before, after in zip(self._columns, old, cells):
-                        if before == after:
-                            continue
-                        changed += 1
-                        column_key = ColumnKey(column)
-                        if len(after) > self.columns[column_key].content_width:
-                            # Re-measuring a column is dear: only when the text outgrows it.
-                            self.update_cell(key, column, after, update_width=True)
-                        else:
-                            # What update_cell does, less its refresh per cell: hundreds
-                            # of cells change at once here, and one refresh below does.
-                            data[column_key] = after
-                            quiet += 1
-                self._shown[key] = cells
-            if quiet:
-                self._update_count += 1
-                self.refresh()
+            changed, refit = self._sync(rows)
+            if refit:
+                self._fit()
         return changed
+
+    def _sync(self, rows: Mapping[str, Sequence[str]]) -> tuple[int, bool]:
+        changed = quiet = 0
+        refit = False
+        for key in [k for k in self._shown if k not in rows]:
+            self.remove_row(key)
+            del self._shown[key]
+            changed += 1
+            refit = True
+        for key, cells in rows.items():
+            cells = tuple(cells)
+            old = self._shown.get(key)
+            self._shown[key] = cells
+            if old is None:
+                self.add_row(*[cells[i] for i in self._visible], key=key)
+                changed += len(cells)
+                refit = True
+                continue
+            data = self._data[RowKey(key)]
+            for i, (column, _) in enumerate(self._columns):
+                before, after = old[i], cells[i]
+                if before == after:
+                    continue
+                changed += 1
+                column_key = ColumnKey(column)
+                shown = self.columns.get(column_key)
+                if shown is None:  # folded away
+                    refit = refit or len(after) > len(before)
+                elif len(after) > shown.content_width:
+                    # Re-measuring a column is dear: only when the text outgrows it.
+                    self.update_cell(key, column, after, update_width=True)
+                    refit = True
+                else:
+                    # What update_cell does, less its refresh per cell: hundreds of
+                    # cells change at once here, and one refresh below does.
+                    data[column_key] = after
+                    quiet += 1
+        if quiet:
+            self._update_count += 1
+            self.refresh()
+        return changed, refit
 
     def rebuild(self, rows: Mapping[str, Sequence[str]]) -> None:
         """Lay the rows out again in this order (when order itself changed), keeping the
@@ -105,6 +163,9 @@ class LiveTable(DataTable[str]):
         self.clear()
         self._shown.clear()
         self.sync_rows(rows)
+        self._restore_cursor(key, place)
+
+    def _restore_cursor(self, key: str | None, place: int) -> None:
         keys = self.row_keys
         if keys:
             self.move_cursor(row=keys.index(key) if key in keys else
