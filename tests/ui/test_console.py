@@ -338,3 +338,58 @@ async def test_details_show_the_latency_history(cluster: list[Node], tmp_path: P
         facts = text_of(app, "#facts")
         assert "secondary" in facts and "epoch" in facts and "in sync" in facts
         assert len(app.screen.query_one("#latency").data) >= 2
+
+
+def notified(app: MftApp, text: str) -> bool:
+    return any(text in n.message for n in app._notifications)
+
+
+async def test_remove_asks_first_then_the_server_leaves(cluster: list[Node],
+                                                        tmp_path: Path) -> None:
+    primary = cluster[0]
+    app = MftApp(await service_for(primary, tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(lambda: len(cells(app)) == 3
+                         and all(r[3] == "up" for r in cells(app).values()), 10.0)
+        await pilot.press("d")  # the cursor is on the primary: refused, nothing asked
+        await wait_until(lambda: notified(app, "the primary cannot be removed"), 5.0)
+        assert app.screen.__class__.__name__ == "ServersScreen"
+        await pilot.press("down")
+        name = cells(app)[app.screen.query_one("#servers", LiveTable).selected_key][0]
+        await pilot.press("d")
+        await wait_until(lambda: app.screen.__class__.__name__ == "ConfirmScreen", 5.0)
+        await pilot.press("n")  # declined: nothing changes
+        await pilot.pause()
+        async with await connect(primary, tmp_path) as client:
+            assert len((await client.call("cluster.servers.list"))["servers"]) == 3
+        await pilot.press("d")
+        await wait_until(lambda: app.screen.__class__.__name__ == "ConfirmScreen", 5.0)
+        await pilot.press("y")
+        await wait_until(lambda: notified(app, f"removed {name}"), 15.0)
+        await wait_until(lambda: name not in {r[0] for r in cells(app).values()}, 10.0)
+        async with await connect(primary, tmp_path) as client:
+            names = {s["name"] for s in (await client.call("cluster.servers.list"))["servers"]}
+        assert name not in names and len(names) == 2
+
+
+async def test_promote_is_refused_while_the_primary_lives_then_takes_over(
+        cluster: list[Node], tmp_path: Path) -> None:
+    primary, second, _ = cluster
+    app = MftApp(await service_for(second, tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(lambda: len(cells(app)) == 3, 10.0)
+        await pilot.press("p")
+        await wait_until(lambda: app.screen.__class__.__name__ == "ConfirmScreen", 5.0)
+        await pilot.press("y")
+        await wait_until(lambda: notified(app, "promotion refused"), 15.0)
+        async with await connect(second, tmp_path) as client:
+            assert (await client.call("node.info"))["role"] == "secondary"
+        stop_node_process(primary)
+        await pilot.press("p")
+        await wait_until(lambda: app.screen.__class__.__name__ == "ConfirmScreen", 5.0)
+        await pilot.press("y")
+        await wait_until(lambda: notified(app, "is the primary now"), 30.0)
+        async with await connect(second, tmp_path) as client:
+            assert (await client.call("node.info"))["role"] == "primary"
+        await wait_until(lambda: any(r[0] == second.home.name and r[2] == "primary"
+                                     for r in cells(app).values()), 15.0)
