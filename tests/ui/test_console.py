@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -338,6 +339,8 @@ async def test_details_show_the_latency_history(cluster: list[Node], tmp_path: P
         facts = text_of(app, "#facts")
         assert "secondary" in facts and "epoch" in facts and "in sync" in facts
         assert len(app.screen.query_one("#latency").data) >= 2
+        # The registration's push is among the recent syncs.
+        assert re.search(r"\d\d:\d\d:\d\dZ\s+ok\s+version \d+", text_of(app, "#sync-results"))
 
 
 def notified(app: MftApp, text: str) -> bool:

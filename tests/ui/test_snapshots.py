@@ -15,6 +15,7 @@ import pytest
 
 from tui.app import MftApp
 from tui.screens import servers
+from tui.services.profiles import Profile
 
 NOW = datetime.datetime(2026, 12, 1, 9, 0, 0, tzinfo=datetime.UTC)
 
@@ -45,6 +46,15 @@ RULES = {"site": "admin", "kind": "admin", "system": True, "default": "deny", "v
                    for n, m in enumerate(["127.0.0.0/8", "::1", "10.0.0.0/8",
                                           "172.16.0.0/12", "192.168.0.0/16"])]}
 
+SAMPLES = [{"at": f"2026-12-01T08:5{i // 6}:{i % 6}0Z", "ok": i != 7,
+            "latency_ms": None if i == 7 else round(0.8 + (i * 37 % 11) / 20, 2),
+            "error": "timed out after 3.0 s" if i == 7 else None} for i in range(40)]
+SYNC_RESULTS = [
+    {"at": "2026-12-01T08:41:02Z", "ok": True, "version": 6, "error": None},
+    {"at": "2026-12-01T08:58:30Z", "ok": False, "version": 6,
+     "error": "could not connect to 10.0.0.12:14983: timed out"},
+    {"at": "2026-12-01T08:59:57Z", "ok": True, "version": 7, "error": None}]
+
 
 class RecordedService:
     """Answers as the node did when these documents were recorded; never changes."""
@@ -62,6 +72,10 @@ class RecordedService:
     async def sites(self) -> list[dict[str, Any]]:
         return [{"name": "admin", "kind": "admin", "system": True},
                 {"name": "default", "kind": "file", "system": False}]
+    async def details(self, name: str) -> dict[str, Any]:
+        server = next(s for s in STATUS["servers"] if s["name"] == name)
+        return server | {"cluster": STATUS["cluster"], "samples": SAMPLES,
+                         "sync_results": SYNC_RESULTS}
     async def ipfilter(self, site: str) -> dict[str, Any]:
         return RULES | {"site": site} if site == "admin" else {
             "site": site, "kind": "file", "system": False, "default": "allow",
@@ -77,23 +91,43 @@ def app() -> MftApp:
     return MftApp(RecordedService())  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+SIZES = pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+
+
+@SIZES
+def test_connect(snap_compare: Any, size: tuple[int, int]) -> None:
+    async def opener(*args: Any) -> Any:
+        raise AssertionError("a picture never connects")
+    console = MftApp(opener=opener, profiles=[Profile("edge", "10.0.0.11"),
+                                              Profile("lab", "192.168.7.2", user="ops")])
+    assert snap_compare(console, terminal_size=size, press=[*"10.0.0.12"])
+
+
+@SIZES
 def test_servers(snap_compare: Any, size: tuple[int, int]) -> None:
     assert snap_compare(app(), terminal_size=size, press=["down"])
 
 
-@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+@SIZES
 def test_ip_filters_with_system_sites(snap_compare: Any, size: tuple[int, int]) -> None:
     assert snap_compare(app(), terminal_size=size, press=["i", "m", "wait:300"])
 
 
-def test_sync_settings(snap_compare: Any) -> None:
-    assert snap_compare(app(), terminal_size=(80, 24), press=["s", "wait:200"])
+@SIZES
+def test_sync_settings(snap_compare: Any, size: tuple[int, int]) -> None:
+    assert snap_compare(app(), terminal_size=size, press=["s", "wait:200"])
 
 
-def test_add_server_details(snap_compare: Any) -> None:
-    assert snap_compare(app(), terminal_size=(80, 24), press=["a", *"edge-4"])
+@SIZES
+def test_add_server_details(snap_compare: Any, size: tuple[int, int]) -> None:
+    assert snap_compare(app(), terminal_size=size, press=["a", *"edge-4"])
 
 
-def test_help(snap_compare: Any) -> None:
-    assert snap_compare(app(), terminal_size=(80, 24), press=["question_mark"])
+@SIZES
+def test_details(snap_compare: Any, size: tuple[int, int]) -> None:
+    assert snap_compare(app(), terminal_size=size, press=["down", "enter", "wait:200"])
+
+
+@SIZES
+def test_help(snap_compare: Any, size: tuple[int, int]) -> None:
+    assert snap_compare(app(), terminal_size=size, press=["question_mark"])

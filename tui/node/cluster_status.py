@@ -29,6 +29,8 @@ def member_row(state: NodeState, engine: SyncEngine | None, monitor: Monitor | N
                    last_synchronized=None, version=cfg.version, epoch=cfg.epoch,
                    config_hash=state.config_hash, in_sync=True, drift=False, behind=False,
                    last_error=None, consecutive_failures=0)
+        if samples:
+            row["sync_results"] = []
         return row
     if state.role != "primary":  # only the primary knows what its members hold
         row.update(state="unknown", since=None, latency_ms=None, check_error=None,
@@ -52,6 +54,8 @@ def member_row(state: NodeState, engine: SyncEngine | None, monitor: Monitor | N
         behind=held is not None and not in_sync and version != cfg.version,
         last_error=status.last_error if status else None,
         consecutive_failures=status.consecutive_failures if status else 0)
+    if samples:
+        row["sync_results"] = list(status.results) if status else []
     return row
 
 

@@ -15,7 +15,8 @@ import datetime
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..model.codec import cluster_to_dict
@@ -43,6 +44,9 @@ def utc_now() -> str:
         "+00:00", "Z")
 
 
+RESULTS_KEPT = 10
+
+
 @dataclass
 class MemberStatus:
     last_synchronized: str | None = None
@@ -51,6 +55,8 @@ class MemberStatus:
     hash_held: str | None = None
     last_error: str | None = None
     consecutive_failures: int = 0
+    # The last few pushes and their outcome, newest last, for a server's details.
+    results: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RESULTS_KEPT))
 
 
 class MemberWorker:
@@ -142,6 +148,8 @@ class MemberWorker:
         status.last_error, status.consecutive_failures = None, 0
         if status.hash_held == self.engine.document()[2]:
             self.synced.set()
+        status.results.append({"at": status.last_synchronized, "ok": True,
+                               "version": status.version_held, "error": None})
         self.engine.state.events.publish(
             "sync.result", member_id=self.member.id, name=self.member.name, ok=True,
             version=status.version_held, epoch=status.epoch_held,
@@ -151,6 +159,8 @@ class MemberWorker:
     def _failed(self, reason: str) -> bool:
         self.status.last_error = reason
         self.status.consecutive_failures += 1
+        self.status.results.append({"at": utc_now(), "ok": False,
+                                    "version": self.status.version_held, "error": reason})
         self.engine.state.events.publish(
             "sync.result", member_id=self.member.id, name=self.member.name, ok=False,
             version=self.status.version_held, epoch=self.status.epoch_held, applied=False,

@@ -62,25 +62,27 @@ class ConnectScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with Vertical():
+        # Compact (borderless) fields: the whole form and its button fit 80x24.
+        with Vertical(classes="compact-form"):
             yield Static("[b]Connect to a node[/b] (admin port 14983)")
             yield OptionList(*[f"{p.name}  {p.user}@{p.host}:{p.port}" for p in self.profiles],
-                             id="profiles")
+                             id="profiles", compact=True)
             for label, field, value in (
                     ("Host", "host", self.initial.get("host", "")),
                     ("Port", "port", str(self.initial.get("port", 14983))),
                     ("User", "user", self.initial.get("user", "admin"))):
                 with Horizontal(classes="field"):
                     yield Label(f"{label:<9}")
-                    yield Input(value=value, id=field)
+                    yield Input(value=value, id=field, compact=True)
             with Horizontal(classes="field"):
                 yield Label(f"{'Password':<9}")
-                yield Input(password=True, id="password",
+                yield Input(password=True, id="password", compact=True,
                             value=self.initial.get("password") or "",
                             placeholder="empty: SSH keys and agent")
             with Horizontal(classes="field"):
                 yield Label(f"{'Save as':<9}")
-                yield Input(id="profile-name", placeholder="profile name (optional)")
+                yield Input(id="profile-name", placeholder="profile name (optional)",
+                            compact=True)
             yield Static("", id="connect-problem")
             yield Button("Connect", id="connect", variant="primary")
         yield Footer(compact=True)
