@@ -14,18 +14,19 @@ from tests.support import REPO, mft_env, require_tool
 
 
 class Terminal:
-    def __init__(self, tmp_path: Path, command: str) -> None:
+    def __init__(self, tmp_path: Path, command: str, extra_env: str = "") -> None:
         self.tmux = require_tool("tmux")
-        self.socket = f"mft-e2e-{os.getpid()}"
+        self.socket = f"mft-e2e-{os.getpid()}-{tmp_path.name}"
         env = mft_env(tmp_path)
         exports = " ".join(f"{k}='{v}'" for k, v in env.items()
                            if k.startswith(("XDG_", "MFT_", "PYTHONPATH")))
         subprocess.run([self.tmux, "-L", self.socket, "new-session", "-d", "-x", "80", "-y",
-                        "24", f"cd {REPO} && env {exports} TERM=xterm-256color {command}; "
+                        "24", f"cd {REPO} && env {exports} {extra_env} TERM=xterm-256color {command}; "
                         "echo DEMO-EXIT $?; sleep 60"], check=True)
 
-    def screen(self) -> str:
-        return subprocess.run([self.tmux, "-L", self.socket, "capture-pane", "-p"],
+    def screen(self, escapes: bool = False) -> str:
+        return subprocess.run([self.tmux, "-L", self.socket, "capture-pane", "-p",
+                               *(["-e"] if escapes else [])],
                               capture_output=True, text=True, check=True).stdout
 
     def keys(self, *keys: str) -> None:
@@ -90,3 +91,46 @@ def demo_processes() -> list[str]:
         if "mft-demo-" in cmdline and "serve" in cmdline:
             found.append(cmdline)
     return found
+
+
+def xterm_rgb(index: int) -> tuple[int, int, int]:
+    """An xterm-256 colour index as RGB (tmux hands 24-bit colours on as these)."""
+    basic = [(0, 0, 0), (128, 0, 0), (0, 128, 0), (128, 128, 0), (0, 0, 128), (128, 0, 128),
+             (0, 128, 128), (192, 192, 192), (128, 128, 128), (255, 0, 0), (0, 255, 0),
+             (255, 255, 0), (0, 0, 255), (255, 0, 255), (0, 255, 255), (255, 255, 255)]
+    if index < 16:
+        return basic[index]
+    if index >= 232:
+        grey = 8 + 10 * (index - 232)
+        return (grey, grey, grey)
+    levels = [0, 95, 135, 175, 215, 255]
+    index -= 16
+    return (levels[index // 36], levels[index // 6 % 6], levels[index % 6])
+
+
+def colours(screen: str) -> set[tuple[int, int, int]]:
+    """The colours (foreground and background) a captured pane uses, as RGB."""
+    found = set()
+    for params in re.findall(r"\x1b\[([0-9;]*)m", screen):
+        for match in re.finditer(r"(?:^|;)[34]8;(?:2;(\d+);(\d+);(\d+)|5;(\d+))", params):
+            r, g, b, index = match.groups()
+            found.add(xterm_rgb(int(index)) if index else (int(r), int(g), int(b)))
+    return found
+
+
+def test_no_color_turns_the_console_grey(tmp_path: Path) -> None:
+    """The console in colour, then with NO_COLOR set: every colour drawn is a grey."""
+    seen = {}
+    for name, extra in (("colour", ""), ("no-color", "NO_COLOR=1")):
+        home = tmp_path / name
+        home.mkdir()
+        term = Terminal(home, f"{sys.executable} -m tui console", extra)
+        try:
+            term.wait_for(r"Connect to a node", 30)
+            time.sleep(0.5)
+            seen[name] = colours(term.screen(escapes=True))
+            term.keys("q")
+        finally:
+            term.close()
+    assert any(len({r, g, b}) > 1 for r, g, b in seen["colour"])  # the check can fail
+    assert seen["no-color"] and all(r == g == b for r, g, b in seen["no-color"])
