@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from rich.cells import set_cell_size
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -89,10 +90,28 @@ class LiveTable(DataTable[str]):
                self._data[row_key][column_key])
         lines = self._cells.get(key)
         if lines is None:
-            lines = super()._render_cell(row_index, column_index, base_style, width,
-                                         cursor, hover)
+            lines = self._render_text_cell(row_index, column_index, base_style, width,
+                                           cursor, hover, str(key[-1]))
             self._cells[key] = lines
         return lines
+
+    def _render_text_cell(self, row_index: int, column_index: int, base_style: Style,
+                          width: int, cursor: bool, hover: bool,
+                          text: str) -> list[list[Segment]]:
+        # What DataTable draws for a one-line plain-text cell (padding, then the text cut
+        # or filled to the column, in the row's style and the cursor's), without the Rich
+        # layout machinery it runs for any renderable: the dear part of a live tick.
+        component_style, post_style = self._get_styles_to_render_cell(
+            False, False, row_index < self.fixed_rows or column_index < self.fixed_columns,
+            hover, cursor, self.show_cursor, self._show_hover_cursor,
+            self.cursor_foreground_priority == "css",
+            self.cursor_background_priority == "css")
+        style = (base_style + Style.from_meta({"row": row_index, "column": column_index})
+                 + component_style + post_style)
+        pad = " " * self.cell_padding
+        inner = max(width - 2 * self.cell_padding, 0)
+        line = pad + set_cell_size(text, inner) + pad
+        return [[Segment(set_cell_size(line, width), style)]]
 
     def _compute_row_renderables(self, row_index: int) -> RowRenderables:
         # Cells are plain text, shown as they are: a server named "[red]x" is not markup,
