@@ -6,6 +6,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -396,3 +397,103 @@ async def test_promote_is_refused_while_the_primary_lives_then_takes_over(
             assert (await client.call("node.info"))["role"] == "primary"
         await wait_until(lambda: any(r[0] == second.home.name and r[2] == "primary"
                                      for r in cells(app).values()), 15.0)
+
+
+async def test_bad_input_in_every_field_is_named_and_changes_nothing(tmp_path: Path) -> None:
+    """Each form field's bad values, typed by keys, name the problem as they are typed;
+    a bad rule is not added and a bad address is not sent; the node holds what it held."""
+    node = start_node_process(tmp_path, "v-0", host="127.0.0.65")
+    try:
+        async with await connect(node, tmp_path) as client:
+            before = await client.call("node.info")
+        # The connect form: nothing is opened while a field is wrong.
+        opened: list[tuple[Any, ...]] = []
+
+        async def opener(*args: Any) -> Any:
+            opened.append(args)
+            raise AssertionError("bad input must not connect")
+
+        console = MftApp(opener=opener)
+        async with console.run_test(size=SIZE) as pilot:
+            for field, value, problem in (("host", "a b", "host name"),
+                                          ("port", "0", "1 to 65535"),
+                                          ("port", "70000", "1 to 65535"),
+                                          ("port", "x1", "1 to 65535"),
+                                          ("user", "", "admin user")):
+                await type_into(pilot, console, field, value, host="127.0.0.65")
+                await pilot.press("enter")
+                await pilot.pause()
+                assert problem in text_of(console, "#connect-problem"), (field, value)
+        assert opened == []
+        # The add-server details, then the rule editor and the address test.
+        app = MftApp(await service_for(node, tmp_path))
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(lambda: len(cells(app)) == 1, 10.0)
+            await pilot.press("a")
+            await wait_until(lambda: app.screen.__class__.__name__ == "AddServerScreen")
+            for field, value, problem in (("host", "", "host name or address is missing"),
+                                          ("host", "a b", "no spaces"),
+                                          ("port", "99999", "1 to 65535"),
+                                          ("port", "abc", "1 to 65535"),
+                                          ("user", "", "admin user is missing"),
+                                          ("password", "", "password is missing")):
+                await type_into(pilot, app, field, value, host="127.0.0.66",
+                                password="x")
+                await pilot.press("enter")
+                await pilot.pause()
+                assert problem in text_of(app, "#details-problem"), (field, value)
+                assert app.screen.query_one("ContentSwitcher").current == "details"
+            await pilot.press("escape")
+            await wait_until(lambda: app.screen.__class__.__name__ == "ServersScreen")
+            await pilot.press("i")
+            await wait_until(lambda: app.screen.__class__.__name__ == "IpFilterScreen")
+            await pilot.press("m")
+            await pilot.pause(0.5)
+            rules = await admin_rules(node, tmp_path)
+            for bad in ("300.1.2.3", "10.0.0.0/33", "10.0.0.9-10.0.0.1", "host name"):
+                await pilot.press("a")
+                await pilot.pause()
+                await pilot.press(*bad)
+                await pilot.pause()
+                assert text_of(app, "#rule-problem").strip(), bad  # named as typed
+                await pilot.press("enter")  # refused: not added
+                await pilot.pause()
+                assert bad not in [r["match"] for r in app.screen.rules]
+                await pilot.press("escape")
+                await pilot.pause()
+            await pilot.press("t")
+            await pilot.press(*"not-an-address", "enter")
+            await wait_until(lambda: "not" in text_of(app, "#test-result"), 5.0)
+            assert "allowed" not in text_of(app, "#test-result")
+            # A good rule not saved: Esc asks before it is dropped.
+            await pilot.press("escape", "a", *"198.51.100.9", "enter")
+            await pilot.pause()
+            assert "198.51.100.9" in [r["match"] for r in app.screen.rules]
+            await pilot.press("escape")
+            await wait_until(lambda: app.screen.__class__.__name__ == "ConfirmScreen", 5.0)
+            await pilot.press("n")
+            await wait_until(lambda: app.screen.__class__.__name__ == "IpFilterScreen", 5.0)
+            assert "198.51.100.9" in [r["match"] for r in app.screen.rules]
+            await pilot.press("escape")
+            await wait_until(lambda: app.screen.__class__.__name__ == "ConfirmScreen", 5.0)
+            await pilot.press("y")
+            await wait_until(lambda: app.screen.__class__.__name__ == "ServersScreen", 5.0)
+        assert await admin_rules(node, tmp_path) == rules
+        async with await connect(node, tmp_path) as client:
+            after = await client.call("node.info")
+        assert (after["version"], after["config_hash"]) == (before["version"],
+                                                            before["config_hash"])
+    finally:
+        stop_node_process(node)
+
+
+async def type_into(pilot: Any, app: MftApp, field: str, value: str, **good: str) -> None:
+    """Fill the form with good values, then type ``value`` into ``field`` by keys."""
+    for name, text in {"host": "", "port": "14983", "user": "admin", **good}.items():
+        app.screen.query_one(f"#{name}").value = text
+    box = app.screen.query_one(f"#{field}")
+    box.value = ""
+    box.focus()
+    await pilot.pause()
+    if value:
+        await pilot.press(*value)

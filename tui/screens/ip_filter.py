@@ -49,6 +49,7 @@ class IpFilterScreen(Screen[None]):
         self.sites: list[dict[str, Any]] = []
         self.site = ""
         self.rules: list[dict[str, str]] = []
+        self.unsaved = False
         self.default = "deny"
         self.base_version = 0
         self._editing: int | None = None  # index of the rule being edited, None: adding
@@ -99,8 +100,20 @@ class IpFilterScreen(Screen[None]):
             select.value = wanted
 
     def on_select_changed(self, event: Select.Changed) -> None:
-        if event.select.id == "site" and isinstance(event.value, str):
-            self.load_rules(event.value)
+        if event.select.id != "site" or not isinstance(event.value, str):
+            return
+        wanted = event.value
+        if not self.unsaved:
+            self.load_rules(wanted)
+        elif wanted != self.site:  # another site would drop the edit: ask first
+            def answered(yes: bool | None) -> None:
+                if yes:
+                    self.load_rules(wanted)
+                else:
+                    event.select.value = self.site
+            self.app.push_screen(
+                ConfirmScreen(f"The rules of {self.site} have unsaved changes.\n\nOpen "
+                              f"{wanted} and drop them?", yes="Drop them"), answered)
 
     def on_switch_changed(self, event: Switch.Changed) -> None:
         if event.switch.id == "system":
@@ -120,6 +133,7 @@ class IpFilterScreen(Screen[None]):
         self._show_rules()
 
     def _show_rules(self, dirty: bool = False) -> None:
+        self.unsaved = dirty
         table = self.query_one("#rules", LiveTable)
         rows = {str(i): (str(i + 1), r["action"], r["match"], r.get("note", ""))
                 for i, r in enumerate(self.rules)}
@@ -264,4 +278,18 @@ class IpFilterScreen(Screen[None]):
                     "the members")
 
     def action_back(self) -> None:
+        """Esc closes what is open first (the rule form, the address test); leaving with
+        unsaved rules asks before they are dropped."""
+        for box in ("#rule-form", "#test"):
+            if self.query_one(box).display:
+                self.query_one(box).display = False
+                self.query_one("#rule-problem", Static).update("")
+                self.query_one("#rules", LiveTable).focus()
+                return
+        if self.unsaved:
+            self.app.push_screen(
+                ConfirmScreen(f"The rules of {self.site} have unsaved changes.\n\nLeave "
+                              "and drop them?", yes="Drop them"),
+                lambda yes: self.dismiss(None) if yes else None)
+            return
         self.dismiss(None)
