@@ -50,7 +50,7 @@ async def test_config_get_never_returns_secrets(admin: AdminClient, node: Node) 
     users = result["config"]["users"]
     assert users == [{"name": "admin", "site": "admin", "password_hash": "<redacted>",
                       "authorized_keys": [], "home": "", "read_only": False}]
-    assert result["config"]["file_service"] == {"host_keys": ["<redacted>"]}
+    assert result["config"]["file_service"] == {"host_keys": ["<redacted>"], "storage_root": ""}
     assert result["config_hash"] == node.state.config_hash
 
 

@@ -90,7 +90,7 @@ def test_public_view_drops_secrets() -> None:
     cfg = replace(base(), file_host_keys=("-----BEGIN OPENSSH PRIVATE KEY-----\nx\n",))
     view = public_cluster_dict(cfg)
     assert view["users"][0]["password_hash"] == "<redacted>"
-    assert view["file_service"] == {"host_keys": ["<redacted>"]}
+    assert view["file_service"] == {"host_keys": ["<redacted>"], "storage_root": ""}
     assert "PRIVATE" not in repr(view) and HASH not in repr(view)
 
 

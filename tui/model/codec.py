@@ -62,7 +62,8 @@ def cluster_to_dict(cfg: ClusterConfig) -> dict[str, Any]:
         ],
         "members": [asdict(m) for m in cfg.members],
         "removed_members": list(cfg.removed_members),
-        "file_service": {"host_keys": list(cfg.file_host_keys)},
+        "file_service": {"host_keys": list(cfg.file_host_keys),
+                         "storage_root": cfg.storage_root},
     }
 
 
@@ -90,6 +91,10 @@ def cluster_from_dict(data: Any, file: str = CLUSTER_FILE) -> ClusterConfig:
     ban_t.done()
     files_t = top.table("file_service")
     host_keys = files_t.str_list("host_keys")
+    storage_root = files_t.str("storage_root", "")
+    if storage_root and not storage_root.startswith("/"):
+        raise files_t.error("storage_root", "must be an absolute path (or empty: each "
+                                            "node's files/ folder)")
     files_t.done()
     cfg = ClusterConfig(
         cluster_id=top.str("cluster_id", ""),
@@ -102,6 +107,7 @@ def cluster_from_dict(data: Any, file: str = CLUSTER_FILE) -> ClusterConfig:
         users=tuple(_user(t) for t in top.tables("users")),
         members=tuple(_member(t) for t in top.tables("members")),
         file_host_keys=host_keys,
+        storage_root=storage_root,
         removed_members=top.str_list("removed_members"),
     )
     top.done()

@@ -94,6 +94,10 @@ class ClusterConfig:
     # so members refuse them by id if they ever act as members again.
     removed_members: tuple[str, ...] = ()
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
+    # Where users' homes live, the same folder on every node (a shared filesystem in
+    # production); empty: each node's own `files/` folder in its home. A node may mount it
+    # elsewhere (node.toml's storage_root).
+    storage_root: str = ""
 
     def site(self, name: str) -> Site:
         for site in self.sites:

@@ -1,0 +1,325 @@
+"""What the admin port and the file port share: the front door and the login guard.
+
+The front door is our own accept loop, so a connection is judged before any SSH byte: a
+banned address is closed at once, an address over its share of unauthenticated connections
+(or the node over its total, like OpenSSH's MaxStartups) is closed, an address the site's IP
+filter denies is told why and closed, and every other socket is handed to asyncssh.
+
+The login guard is an ``asyncssh.SSHServer`` for both ports: password (scrypt in a bounded
+pool; an unknown user is checked against a dummy hash so it costs the same) or public key,
+at most ``MAX_AUTH_ATTEMPTS`` failures per connection, each failure counted by autoban.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import asyncssh
+
+from ..model.config import User
+from ..model.passwords import DEFAULT_LOG_N, dummy_hash, parse_hash
+from .auth import PasswordVerifier
+from .bans import BanList
+from .gate import refuse
+from .quietlog import QuietLog
+
+log = logging.getLogger("mft.node")
+
+LOGIN_TIMEOUT_S = 30
+MAX_AUTH_ATTEMPTS = 6
+KEEPALIVE_INTERVAL_S = 30
+KEEPALIVE_COUNT_MAX = 3
+# Unauthenticated connections: per source address, and in total (MaxStartups).
+MAX_UNAUTHENTICATED_PER_ADDRESS = 10
+MAX_UNAUTHENTICATED = 100
+# Refusals linger a few seconds to deliver their message; past this many at once the
+# rest are closed without a word, so a flood from denied addresses costs bounded memory.
+MAX_PENDING_REFUSALS = 256
+QUIET_LOG_INTERVAL_S = 10.0
+
+
+def strong_kex_algs() -> list[str]:
+    # asyncssh still offers SHA-1 key exchanges by default; nothing here needs them.
+    from asyncssh.kex import get_default_kex_algs
+    return [alg.decode("ascii") for alg in get_default_kex_algs() if b"sha1" not in alg]
+
+
+class GuardedSSHServer(asyncssh.SSHServer):
+    """One connection's login, on either port; ``front.find_user`` says who may log in."""
+
+    def __init__(self, front: "SshFront"):
+        self.front = front
+        self.conn: asyncssh.SSHServerConnection | None = None
+        self.peer = "?"
+        self.peer_port = 0
+        self.username = ""
+        self.user: User | None = None
+        self.failures = 0
+        self.authenticated = False
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self.conn = conn
+        peer = conn.get_extra_info("peername") or ("?", 0)
+        self.peer, self.peer_port = peer[0], peer[1]
+        self.front.track(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.front.forget(self)
+
+    def connection_requested(self, dest_host: str, dest_port: int, orig_host: str,
+                             orig_port: int) -> bool:
+        raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
+                                        "port forwarding is not offered here")
+
+    def unix_connection_requested(self, dest_path: str) -> bool:
+        raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
+                                        "forwarding is not offered here")
+
+    def begin_auth(self, username: str) -> bool:
+        self.username = username
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return True
+
+    async def validate_password(self, username: str, password: str) -> bool:
+        if self.failures >= MAX_AUTH_ATTEMPTS:
+            return False
+        user = self.front.find_user(username)
+        known = user is not None and bool(user.password_hash)
+        # Unknown names are checked against a dummy hash so timing does not reveal them.
+        stored = user.password_hash if known and user else self.front.dummy_hash
+        ok = await self.front.verifier.verify(password, stored) and known
+        if ok:
+            self.user = user
+        else:
+            self._failed(username, "password")
+        return ok
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        user = self.front.find_user(username)
+        if user is not None:
+            for line in user.authorized_keys:
+                try:
+                    if asyncssh.import_public_key(line) == key:
+                        self.user = user
+                        return True
+                except (asyncssh.KeyImportError, ValueError):
+                    continue
+        # A client offers each of its keys in turn: each refusal is an attempt of this
+        # connection, but not a failure for autoban (a user with many keys is no guesser).
+        self._failed(username, "public key", for_autoban=False)
+        return False
+
+    def auth_completed(self) -> None:
+        self.authenticated = True
+        self.front.logged_in(self)
+
+    def _failed(self, username: str, method: str, for_autoban: bool = True) -> None:
+        self.failures += 1
+        self.front.login_failed(self, username, method, for_autoban)
+        if self.failures >= MAX_AUTH_ATTEMPTS and self.conn is not None:
+            # At once, before the failure reply: the client gets no chance at a 7th try.
+            self.conn.disconnect(asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE,
+                                 f"too many authentication failures ({MAX_AUTH_ATTEMPTS})")
+
+
+class SshFront:
+    """A listening SSH service: the accept loop, the front-door checks and the connections."""
+
+    service = "ssh"  # named in the log
+
+    def __init__(self, state: Any, host: str, port: int, bans: BanList | None = None):
+        self.state = state
+        self.host = host
+        self.port = port
+        self.name = state.node.name
+        self.bans = bans
+        self.verifier = PasswordVerifier()
+        self.dummy_hash = dummy_hash(self._cost_of_hashes())
+        self.connections: set[GuardedSSHServer] = set()
+        self._listener: socket.socket | None = None
+        self._accept_task: asyncio.Task[None] | None = None
+        self._conn_tasks: set[asyncio.Task[None]] = set()
+        self._options: asyncssh.SSHServerConnectionOptions | None = None
+        self._unauthenticated: dict[str, int] = {}
+        self._refusals = 0
+        self._quiet_log = QuietLog(log, QUIET_LOG_INTERVAL_S)
+        self.on_login: list[Callable[[GuardedSSHServer], None]] = []
+        self.on_logout: list[Callable[[GuardedSSHServer], None]] = []
+        self.on_failure: list[Callable[[GuardedSSHServer, str, str], None]] = []
+
+    # -- what each service decides ------------------------------------------------------
+
+    def find_user(self, username: str) -> User | None:
+        raise NotImplementedError
+
+    def admit(self, address: str) -> tuple[bool, str]:
+        """The IP filter's verdict on a peer, and a reason fit to send it."""
+        raise NotImplementedError
+
+    def users_for_cost(self) -> list[User]:
+        return []
+
+    async def options(self) -> asyncssh.SSHServerConnectionOptions:
+        raise NotImplementedError
+
+    def _cost_of_hashes(self) -> int:
+        """The dummy hash must cost what the dearest real one does, or timing tells names
+        apart."""
+        costs = [parse_hash(u.password_hash)[0] for u in self.users_for_cost()
+                 if u.password_hash]
+        return max(costs, default=DEFAULT_LOG_N)
+
+    # -- running ------------------------------------------------------------------------
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self._listener is not None
+        return self._listener.getsockname()[:2]
+
+    async def start(self) -> None:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        self._listener = socket.create_server(
+            (self.host, self.port), family=family, backlog=512,
+            dualstack_ipv6=family == socket.AF_INET6 and self.host in ("::", ""),
+        )
+        self._listener.setblocking(False)
+        self._options = await self.options()
+        self._accept_task = asyncio.create_task(self._accept_loop())
+        host, port = self.address
+        log.info("%s: %s service listening on %s:%d", self.name, self.service, host, port)
+
+    async def _accept_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._listener is not None
+        while True:
+            try:
+                sock, addr = await loop.sock_accept(self._listener)
+            except OSError as exc:  # e.g. EMFILE: back off instead of spinning
+                self._quiet_log.warning("accept", "%s: accept failed: %s", self.name, exc)
+                await asyncio.sleep(0.1)
+                continue
+            self._at_the_door(sock, addr[0])
+
+    def _at_the_door(self, sock: socket.socket, address: str) -> None:
+        if self.bans is not None and self.bans.banned(address):
+            sock.close()  # not a byte for a banned address
+            return
+        waiting = self._unauthenticated.get(address, 0)
+        total = sum(self._unauthenticated.values())
+        if waiting >= MAX_UNAUTHENTICATED_PER_ADDRESS or total >= MAX_UNAUTHENTICATED:
+            self._quiet_log.info("startups", "%s: %s unauthenticated connections (%d from "
+                                 "%s): closing new ones at once", self.name, total,
+                                 waiting, address)
+            sock.close()
+            return
+        allowed, reason = self.admit(address)
+        if not allowed:
+            self._spawn(self._refuse(sock, address, reason))
+            return
+        self._unauthenticated[address] = waiting + 1
+        self._spawn(self._hand_over(sock, address))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._conn_tasks.add(task)
+        task.add_done_callback(self._conn_tasks.discard)
+
+    async def _refuse(self, sock: socket.socket, address: str, reason: str) -> None:
+        if self._refusals >= MAX_PENDING_REFUSALS:
+            self._quiet_log.info("refusals", "%s: %d refusals pending; closing further "
+                                 "refused connections without a word", self.name,
+                                 self._refusals)
+            sock.close()
+            return
+        log.info("%s: refused %s: %s", self.name, address, reason)
+        self._refusals += 1
+        try:
+            await refuse(sock, b"SSH-2.0-" + self.server_version.encode(), reason)
+        finally:
+            self._refusals -= 1
+
+    server_version = "mft"  # what the refusal's version line says; set by each service
+
+    async def _hand_over(self, sock: socket.socket, address: str) -> None:
+        """Run SSH on the accepted socket, as asyncssh's own listener would: one shared
+        options object (run_server would copy it, in a thread, for every connection)."""
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.connect_accepted_socket(
+                lambda: asyncssh.SSHServerConnection(loop, self._options), sock)
+        except OSError as exc:
+            log.debug("%s: connection from %s failed at once: %s", self.name, address, exc)
+            self._settled(address)
+            sock.close()
+
+    def _settled(self, address: str) -> None:
+        """The connection from ``address`` is no longer waiting to log in."""
+        left = self._unauthenticated.get(address, 0) - 1
+        if left > 0:
+            self._unauthenticated[address] = left
+        else:
+            self._unauthenticated.pop(address, None)
+
+    @property
+    def unauthenticated(self) -> int:
+        return sum(self._unauthenticated.values())
+
+    # -- connections --------------------------------------------------------------------
+
+    def track(self, server: GuardedSSHServer) -> None:
+        self.connections.add(server)
+
+    def forget(self, server: GuardedSSHServer) -> None:
+        if server not in self.connections:
+            return
+        self.connections.discard(server)
+        if not server.authenticated:
+            self._settled(server.peer)
+        else:
+            for listener in self.on_logout:
+                listener(server)
+
+    def logged_in(self, server: GuardedSSHServer) -> None:
+        self._settled(server.peer)
+        log.info("%s: %s %s logged in from %s", self.name, self.service, server.username,
+                 server.peer)
+        for listener in self.on_login:
+            listener(server)
+
+    def login_failed(self, server: GuardedSSHServer, username: str, method: str,
+                     for_autoban: bool = True) -> None:
+        log.info("%s: %s port: failed %s login for %r from %s (%d/%d)", self.name,
+                 self.service, method, username, server.peer, server.failures,
+                 MAX_AUTH_ATTEMPTS)
+        for listener in self.on_failure:
+            listener(server, username, method)
+        if not for_autoban or self.bans is None:
+            return
+        if self.bans.failed(server.peer) and server.conn:
+            server.conn.disconnect(asyncssh.DISC_HOST_NOT_ALLOWED_TO_CONNECT,
+                                   "too many failed logins from your address: banned")
+
+    async def stop(self) -> None:
+        if self._accept_task:
+            self._accept_task.cancel()
+            await asyncio.gather(self._accept_task, return_exceptions=True)
+        if self._listener:
+            self._listener.close()
+        for server in list(self.connections):
+            if server.conn is not None:
+                server.conn.disconnect(asyncssh.DISC_BY_APPLICATION, "node shutting down")
+        for task in list(self._conn_tasks):
+            task.cancel()
+        await asyncio.gather(*self._conn_tasks, return_exceptions=True)
+        self.verifier.close()
+        log.info("%s: %s service stopped", self.name, self.service)
