@@ -12,22 +12,27 @@ from .output import CommandError
 
 
 def add_parser(sub: argparse._SubParsersAction, home_option) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("serve", help="run a node: the admin service on port 14983")
+    p = sub.add_parser("serve", help="run a node: the admin service on port 14983 and "
+                                     "the SFTP/scp file service on port 2222")
     home_option(p)
     p.add_argument("--admin-listen", metavar="HOST:PORT",
                    help="admin address (default from node.toml: 0.0.0.0:14983)")
+    p.add_argument("--sftp-listen", metavar="HOST:PORT",
+                   help="file service address (default from node.toml: 0.0.0.0:2222)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.admin_listen:
-        try:
-            parse_listen(args.admin_listen, any_port=True)
-        except ValueError as exc:
-            raise CommandError(f"--admin-listen: {exc}") from None
+    for option, value in (("--admin-listen", args.admin_listen),
+                          ("--sftp-listen", args.sftp_listen)):
+        if value:
+            try:
+                parse_listen(value, any_port=True)
+            except ValueError as exc:
+                raise CommandError(f"{option}: {exc}") from None
     setup_logging()
     try:
-        asyncio.run(serve(args.home, args.admin_listen))
+        asyncio.run(serve(args.home, args.admin_listen, args.sftp_listen))
     except (HomeError, ListenError) as exc:
         raise CommandError(str(exc)) from None
     return 0

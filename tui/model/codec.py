@@ -254,12 +254,16 @@ def node_from_dict(data: Any, file: str = NODE_FILE) -> NodeConfig:
         admin_host_key=t.str("admin_host_key", NodeConfig.admin_host_key),
         primary_key=t.str("primary_key", ""),
         storage_root=t.str("storage_root", ""),
+        file_listen=t.str("file_listen", NodeConfig.file_listen),
     )
     t.done()
-    try:
-        parse_listen(cfg.admin_listen, any_port=True)
-    except ValueError as exc:
-        raise t.error("admin_listen", str(exc)) from None
+    for key in ("admin_listen", "file_listen"):
+        try:
+            parse_listen(getattr(cfg, key), any_port=True)
+        except ValueError as exc:
+            raise t.error(key, str(exc)) from None
+    if cfg.storage_root and not cfg.storage_root.startswith("/"):
+        raise t.error("storage_root", "must be an absolute path (or empty: the cluster's)")
     if not cfg.admin_host_key:
         raise t.error("admin_host_key", "must name the admin host key file")
     return cfg

@@ -144,6 +144,7 @@ class NodeConfig:
     admin_host_key: str = "keys/admin_host_ed25519"  # relative to the node home
     primary_key: str = ""  # public key of the primary this secondary trusts
     storage_root: str = ""  # overrides the cluster-wide storage root on this node
+    file_listen: str = "0.0.0.0:2222"  # the SFTP/scp service for file users
 
 
 def default_sites() -> tuple[Site, ...]:

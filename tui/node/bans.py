@@ -119,14 +119,16 @@ class BanList:
                  ban.origin, ban.reason)
         return True
 
-    def lift(self, address: str) -> bool:
+    def lift(self, address: str, relay: bool = True) -> bool:
+        """Lift a ban here; ``relay``: also tell the listeners (the other members)."""
         self._failures.pop(address, None)
         if self._bans.pop(address, None) is None:
             return False
         self._save()
         log.info("%s: ban of %s lifted", self.node_name, address)
-        for listener in self._lift_listeners:
-            listener(address)
+        if relay:
+            for listener in self._lift_listeners:
+                listener(address)
         return True
 
     def _add(self, ban: Ban) -> None:

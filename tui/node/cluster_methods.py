@@ -33,6 +33,10 @@ class ClusterRuntime:
     registration: Registration
     monitor: Monitor
     failover: Failover
+    files: Any = None  # the FileServer, when the node serves files
+    bans: Any = None  # the BanList
+    audit: Any = None  # the AuditLog
+    relay: Any = None  # the BanRelay
 
 
 def _runtime(ctx: CallContext) -> ClusterRuntime:

@@ -14,6 +14,10 @@ from .cluster_methods import ClusterRuntime
 from .failover import Failover
 from .monitor import Monitor
 from .registration import Registration
+from .audit import AUDIT_FILE, AuditLog
+from .ban_relay import BanRelay
+from .bans import BANS_FILE, BanList
+from .file_server import FileServer, ensure_storage
 from .server import AdminServer
 from .sync import SyncEngine
 from .state import NodeState
@@ -22,7 +26,7 @@ log = logging.getLogger("mft.node")
 
 
 class ListenError(Exception):
-    """The admin address cannot be bound (in use, not local, not permitted)."""
+    """A service's address cannot be bound (in use, not local, not permitted)."""
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -39,15 +43,40 @@ def setup_logging(level: int = logging.INFO) -> None:
 class Node:
     """One node's services, wired together: the admin server and the cluster machinery."""
 
-    def __init__(self, loaded: LoadedHome, host: str, port: int):
+    def __init__(self, loaded: LoadedHome, host: str, port: int,
+                 file_address: tuple[str, int] | None = None):
         self.state = NodeState(loaded)
         self.engine = SyncEngine(self.state)
         self.monitor = Monitor(self.state, self.engine)
+        self.audit = AuditLog(loaded.home.path / AUDIT_FILE, loaded.node.name)
+        self.bans = BanList(loaded.home.path / BANS_FILE, loaded.node.name,
+                            lambda: self.state.cluster.autoban, self._exempt_from_bans)
+        self.relay = BanRelay(self.state, self.engine)
+        self.bans.on_ban(self.relay.banned)
+        self.bans.on_ban(lambda ban: self.audit.write("ban", address=ban.address,
+                                                      until=ban.until, reason=ban.reason))
+        self.bans.on_lift(self.relay.lifted)
+        self.files = FileServer(self.state, *file_address, bans=self.bans,
+                                audit=self.audit) if file_address else None
         self.runtime = ClusterRuntime(self.engine, Registration(self.state, self.engine, port),
-                                      self.monitor, Failover(self.state, self.engine))
-        self.admin = AdminServer(self.state, host, port, cluster=self.runtime)
+                                      self.monitor, Failover(self.state, self.engine),
+                                      files=self.files, bans=self.bans, audit=self.audit,
+                                      relay=self.relay)
+        self.admin = AdminServer(self.state, host, port, cluster=self.runtime, bans=self.bans)
+        self.state.on_change(lambda cfg: self.audit.write(
+            "config", version=cfg.version, epoch=cfg.epoch))
         self.state.on_role_change(self._role_changed)
         self._role_task: asyncio.Task[None] | None = None
+
+    def _exempt_from_bans(self, address: str) -> bool:
+        """Addresses an allow-always rule of any site lets in are never banned."""
+        for site in self.state.cluster.sites:
+            try:
+                if site.ipfilter.decide(address).exempt_from_ban:
+                    return True
+            except ValueError:
+                continue
+        return False
 
     def _role_changed(self, role: str) -> None:
         # Only a primary pushes and monitors; any other role stops both.
@@ -71,6 +100,16 @@ class Node:
             host, port = self.admin.host, self.admin.port
             raise ListenError(f"cannot listen on the admin address {host}:{port}: "
                               f"{exc.strerror or exc}") from None
+        if self.files is not None:
+            ensure_storage(self.state)
+            try:
+                await self.files.start()
+            except OSError as exc:
+                await self.admin.stop()
+                raise ListenError(f"cannot listen on the file service address "
+                                  f"{self.files.host}:{self.files.port}: "
+                                  f"{exc.strerror or exc}") from None
+            self.state.file_address = self.files.address
         self.runtime.registration.admin_port = self.admin.address[1]
         self.state.admin_address = self.admin.address
         host = self.admin.address[0]
@@ -86,13 +125,19 @@ class Node:
         if self._role_task is not None:
             await asyncio.gather(self._role_task, return_exceptions=True)
         await self._stop_primary()
+        await self.relay.stop()
+        if self.files is not None:
+            await self.files.stop()
         await self.admin.stop()
+        self.audit.close()
 
 
-async def serve(home: Path, admin_listen: str | None = None) -> None:
+async def serve(home: Path, admin_listen: str | None = None,
+                file_listen: str | None = None) -> None:
     loaded = load_home(home)
     host, port = parse_listen(admin_listen or loaded.node.admin_listen, any_port=True)
-    node = Node(loaded, host, port)
+    file_address = parse_listen(file_listen or loaded.node.file_listen, any_port=True)
+    node = Node(loaded, host, port, file_address)
     # Handlers first: once the node says it listens, a signal must stop it cleanly.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

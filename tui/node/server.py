@@ -17,7 +17,13 @@ from .. import __version__
 from ..model.config import ADMIN_SITE, User
 from ..model.ipfilter import IpFilterError
 from ..protocol.rpc import SUBSYSTEM
-from . import cluster_methods, membership  # noqa: F401  (they register their methods)
+from . import (  # noqa: F401  (they register their methods)
+    cluster_methods,
+    membership,
+    service_methods,
+    settings_methods,
+    user_methods,
+)
 from .admin_session import AdminSession
 from .bans import BanList
 from .methods import CallContext

@@ -65,6 +65,7 @@ class NodeState:
         # Why this node stopped acting as primary (fenced or demoted); None otherwise.
         self.fenced: str | None = None
         self.admin_address: tuple[str, int] | None = None  # where it listens, once it does
+        self.file_address: tuple[str, int] | None = None  # the file service's, likewise
 
     @property
     def cluster(self) -> ClusterConfig:
@@ -211,6 +212,7 @@ class NodeState:
             "version": cfg.version,
             "config_hash": self._hash,
             "admin_host_key_fingerprint": self.admin_host_key_fingerprint,
+            "file_port": self.file_address[1] if self.file_address else None,
             "fenced": self.fenced,
             "uptime_s": round(time.monotonic() - self.started, 1),
         }

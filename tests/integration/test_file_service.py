@@ -1,0 +1,182 @@
+"""The file service on one node, as users reach it with the stock OpenSSH `sftp` and `scp`
+clients: batches of every common command, byte-identical round trips, scp in both modes,
+a read-only user, and every way out of a home folder refused."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_openssh import client_env, common_options
+from tests.support import (
+    Node,
+    connect,
+    require_tool,
+    start_node_process,
+    stop_node_process,
+)
+
+pytestmark = pytest.mark.openssh
+
+ALICE_PASSWORD = "alice-Secret-pass-1"
+CLIENT_TIMEOUT_S = 30
+PASSWORD_ONLY = ["-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no"]
+
+
+def file_port(node: Node) -> int:
+    return int(node.extra["file_port"])  # type: ignore[arg-type]
+
+
+def sftp(tmp_path: Path, node: Node, *commands: str, user: str = "alice",
+         password: str = ALICE_PASSWORD, cwd: Path | None = None, source: str | None = None,
+         auth: list[str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`sftp -b BATCH` against the node's file port; the first failing command (without a
+    '-' prefix) ends the batch with a non-zero exit status."""
+    batch = tmp_path / f"batch-{time.monotonic_ns()}.txt"
+    batch.write_text("".join(c + "\n" for c in commands))
+    workdir = cwd or tmp_path / "local"
+    workdir.mkdir(exist_ok=True)
+    cmd = [require_tool("sftp"), *common_options(tmp_path), *(auth or PASSWORD_ONLY),
+           "-o", "BatchMode=no", "-P", str(file_port(node)), "-b", str(batch)]
+    if source:
+        cmd += ["-o", f"BindAddress={source}"]
+    cmd.append(f"{user}@{node.host}")
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=CLIENT_TIMEOUT_S,
+                          stdin=subprocess.DEVNULL, cwd=workdir,
+                          env=client_env(tmp_path, password))
+
+
+def scp(tmp_path: Path, node: Node, *args: str, legacy: bool = False,
+        password: str = ALICE_PASSWORD) -> subprocess.CompletedProcess[str]:
+    cmd = [require_tool("scp"), *common_options(tmp_path), *PASSWORD_ONLY,
+           "-P", str(file_port(node)), *(["-O"] if legacy else []), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=CLIENT_TIMEOUT_S,
+                          stdin=subprocess.DEVNULL, env=client_env(tmp_path, password))
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def home(node: Node, user: str) -> Path:
+    return node.home / "files" / user
+
+
+@pytest.fixture
+async def node(tmp_path: Path) -> AsyncIterator[Node]:
+    served = start_node_process(tmp_path, "f1", host="127.0.0.80")
+    try:
+        async with await connect(served, tmp_path) as client:
+            await client.call("users.add", {"name": "alice", "password": ALICE_PASSWORD})
+            await client.call("users.add", {"name": "bob", "password": ALICE_PASSWORD})
+            await client.call("users.add", {"name": "reader", "password": ALICE_PASSWORD,
+                                            "read_only": True})
+        yield served
+    finally:
+        stop_node_process(served)
+
+
+async def test_sftp_batch_of_every_common_command_round_trips_bytes(node: Node,
+                                                                   tmp_path: Path) -> None:
+    local = tmp_path / "local"
+    local.mkdir()
+    payload = os.urandom(3 * 1024 * 1024 + 17)
+    (local / "data.bin").write_bytes(payload)
+    result = sftp(tmp_path, node,
+                  "mkdir inbox", "put data.bin inbox/data.bin", "ls -l inbox",
+                  "rename inbox/data.bin inbox/renamed.bin", "chmod 640 inbox/renamed.bin",
+                  "symlink renamed.bin inbox/link.bin", "get inbox/link.bin back.bin",
+                  "get inbox/renamed.bin again.bin", "rm inbox/link.bin",
+                  "mkdir empty", "rmdir empty", "ls", cwd=local)
+    assert result.returncode == 0, result.stderr
+    assert (local / "back.bin").read_bytes() == payload
+    assert digest(local / "again.bin") == hashlib.sha256(payload).hexdigest()
+    stored = home(node, "alice") / "inbox" / "renamed.bin"
+    assert stored.read_bytes() == payload
+    assert stored.stat().st_mode & 0o777 == 0o640
+    assert not (home(node, "alice") / "inbox" / "link.bin").exists()
+    assert not (home(node, "alice") / "empty").exists()
+    # No part file is left behind, and none is ever listed.
+    assert not [p for p in home(node, "alice").rglob(".mft-part-*")]
+
+
+async def test_scp_in_both_modes_exits_zero(node: Node, tmp_path: Path) -> None:
+    source = tmp_path / "up.txt"
+    source.write_bytes(os.urandom(200_000))
+    target = f"alice@{node.host}"
+    for legacy in (False, True):
+        name = "legacy.txt" if legacy else "sftp-mode.txt"
+        up = scp(tmp_path, node, str(source), f"{target}:{name}", legacy=legacy)
+        assert up.returncode == 0, (legacy, up.stderr)
+        assert (home(node, "alice") / name).read_bytes() == source.read_bytes()
+        down = tmp_path / f"down-{name}"
+        back = scp(tmp_path, node, f"{target}:{name}", str(down), legacy=legacy)
+        assert back.returncode == 0, (legacy, back.stderr)
+        assert down.read_bytes() == source.read_bytes()
+    # A failure is still a failure, in both modes.
+    for legacy in (False, True):
+        missing = scp(tmp_path, node, f"{target}:no-such-file", str(tmp_path / "x"),
+                      legacy=legacy)
+        assert missing.returncode != 0
+
+
+async def test_no_way_out_of_the_home_folder(node: Node, tmp_path: Path) -> None:
+    sftp(tmp_path, node, "pwd")  # alice's home exists once she has logged in
+    sftp(tmp_path, node, "pwd", user="bob")
+    (home(node, "bob") / "bobs-secret.txt").write_text("bob only")
+    alice = home(node, "alice")
+    (alice / "etc-link").symlink_to("/etc")
+    (alice / "bob-link").symlink_to(home(node, "bob"))
+    (alice / "passwd-link").symlink_to("/etc/passwd")
+    local = tmp_path / "local"
+    local.mkdir(exist_ok=True)
+    for attempt in ("get etc-link/passwd", "get passwd-link", "cd bob-link",
+                    "get bob-link/bobs-secret.txt", "get ../bob/bobs-secret.txt",
+                    "get /etc/passwd", "put /etc/hostname bob-link/x", "cd etc-link",
+                    "get etc-link/hostname"):
+        result = sftp(tmp_path, node, attempt, cwd=local)
+        assert result.returncode != 0, attempt
+    assert not list(local.glob("passwd*")) and not (local / "bobs-secret.txt").exists()
+    assert not (home(node, "bob") / "x").exists()
+    # The links themselves are alice's to see (and remove); what they point at is not.
+    listing = sftp(tmp_path, node, "ls -l", "-ls bob-link/", "-ls etc-link/")
+    assert "bobs-secret" not in listing.stdout and "passwd" not in listing.stdout.replace(
+        "passwd-link", "")
+    # `cd ..` at the root stays at the root: the home is all there is.
+    result = sftp(tmp_path, node, "cd ..", "cd ..", "pwd")
+    assert result.returncode == 0 and "Remote working directory: /" in result.stdout
+    # A link made through the service points inside, whatever it is asked to point at.
+    for n, target in enumerate(("../../../../etc/passwd", "/etc/passwd")):
+        sftp(tmp_path, node, f"symlink {target} made-{n}")
+        made = alice / f"made-{n}"
+        assert not made.is_symlink() or os.path.realpath(made).startswith(
+            str(alice.resolve()) + "/"), target
+
+
+async def test_a_read_only_user_reads_and_changes_nothing(node: Node, tmp_path: Path) -> None:
+    sftp(tmp_path, node, "pwd", user="reader")
+    (home(node, "reader") / "report.csv").write_text("a,b\n1,2\n")
+    local = tmp_path / "local"
+    local.mkdir(exist_ok=True)
+    (local / "new.txt").write_text("x")
+    ok = sftp(tmp_path, node, "get report.csv", user="reader", cwd=local)
+    assert ok.returncode == 0 and (local / "report.csv").read_text() == "a,b\n1,2\n"
+    for change in ("put new.txt", "rm report.csv", "mkdir d", "rename report.csv r.csv",
+                   "chmod 600 report.csv", "symlink report.csv l"):
+        result = sftp(tmp_path, node, change, user="reader", cwd=local)
+        assert result.returncode != 0, change
+        assert "read-only" in result.stderr or "Permission denied" in result.stderr, change
+    assert sorted(p.name for p in home(node, "reader").iterdir()) == ["report.csv"]
+
+
+async def test_a_wrong_password_and_an_unknown_user_are_refused(node: Node,
+                                                                tmp_path: Path) -> None:
+    assert sftp(tmp_path, node, "pwd", password="not-her-password").returncode != 0
+    assert sftp(tmp_path, node, "pwd", user="mallory").returncode != 0
+    assert sftp(tmp_path, node, "pwd", user="admin", password="irrelevant").returncode != 0
