@@ -149,7 +149,7 @@ def start_primary(home: Path, port: int, workdir: Path) -> subprocess.Popen[byte
     log = open(workdir / "primary.log", "wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "tui", "serve", "--home", str(home), "--admin-listen",
-         f"{PRIMARY_HOST}:{port}"], stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+         f"{PRIMARY_HOST}:{port}", "--sftp-listen", f"{PRIMARY_HOST}:0"], stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
         env=os.environ | {"PYTHONPATH": str(REPO)})
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -31,6 +31,7 @@ FIRST_HOST = 11
 START_TIMEOUT_S = 20.0
 # Cheaper hashes than production so the demo starts in a second; a real home uses 2**17.
 DEMO_SCRYPT_LOG_N = 14
+DEMO_FILE_PORT = 2222  # each node has its own loopback address, so all can use it
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -50,12 +51,13 @@ def _start(home: Path, host: str) -> tuple[subprocess.Popen[bytes], int]:
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "tui", "serve", "--home", str(home), "--admin-listen",
-             f"{host}:0"], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
+             f"{host}:0", "--sftp-listen", f"{host}:{DEMO_FILE_PORT}"], stdout=out,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
-        match = re.search(rf"listening on {re.escape(host)}:(\d+)", log.read_text())
-        if match:
+        text = log.read_text()
+        match = re.search(rf"admin service listening on {re.escape(host)}:(\d+)", text)
+        if match and "file service listening on" in text:
             return process, int(match.group(1))
         if process.poll() is not None:
             break
@@ -65,7 +67,7 @@ def _start(home: Path, host: str) -> tuple[subprocess.Popen[bytes], int]:
 
 
 async def _form_cluster(nodes: list[tuple[str, int]], password: str,
-                        known_hosts: Path) -> None:
+                        known_hosts: Path, storage: Path) -> None:
     store = HostKeyStore(known_hosts)
     # The demo made these nodes itself, so their keys are trusted as they are pinned.
     primary = await AdminClient.connect(Target(nodes[0][0], nodes[0][1], "admin"),
@@ -78,6 +80,8 @@ async def _form_cluster(nodes: list[tuple[str, int]], password: str,
             await primary.call("cluster.servers.add",
                                request | {"fingerprint": preview["fingerprint"]}, timeout=60)
             print(f"  added {preview['name']} ({host}:{port})", flush=True)
+        # One folder for every node's users: the shared filesystem of a real cluster.
+        await primary.call("settings.set", {"key": "storage_root", "value": str(storage)})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,10 +108,14 @@ def run(args: argparse.Namespace) -> int:
             nodes.append((host, port))
             print(f"  {name} on {host}:{port}", flush=True)
         known_hosts = root / "known_hosts"
-        asyncio.run(_form_cluster(nodes, password, known_hosts))
+        storage = root / "shared-files"
+        storage.mkdir()
+        asyncio.run(_form_cluster(nodes, password, known_hosts, storage))
         host, port = nodes[0]
         print(f"\nAdmin user admin, password {password}\nConsole: mft console --connect "
-              f"admin@{host}:{port} --known-hosts {known_hosts}", flush=True)
+              f"admin@{host}:{port} --known-hosts {known_hosts}\nSFTP for file users "
+              f"(add one with u in the console): sftp -P {DEMO_FILE_PORT} USER@{host} "
+              f"(any node; files in {storage})", flush=True)
         if not args.no_console:
             asyncio.run(_console(host, port, password, known_hosts))
     finally:
