@@ -11,6 +11,7 @@ from typing import NoReturn
 from . import __version__
 from .commands import console as console_cmd
 from .commands import demo as demo_cmd
+from .commands import filesvc as filesvc_cmd
 from .commands import init as init_cmd
 from .commands import ipfilter as ipfilter_cmd
 from .commands import monitor as monitor_cmd
@@ -18,6 +19,7 @@ from .commands import serve as serve_cmd
 from .commands import servers as servers_cmd
 from .commands import status as status_cmd
 from .commands import sync as sync_cmd
+from .commands import users as users_cmd
 from .commands.output import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, CommandError, fail
 
 
@@ -53,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     servers_cmd.add_parser(sub)
     sync_cmd.add_parser(sub)
     monitor_cmd.add_parser(sub)
+    users_cmd.add_parser(sub)
+    filesvc_cmd.add_parsers(sub)
     console_cmd.add_parser(sub)
     demo_cmd.add_parser(sub)
     return parser

@@ -14,9 +14,14 @@ on a shared machine. Three sections, in this order (the servers are fresh for th
 
 1. Memory per idle connection: ``--idle-conns`` interactive `sftp` sessions, opened one
    after the other, each waited for until it has logged in and opened its SFTP session
-   ("Connected to" on its stderr), then left idle. The server's memory is the PSS summed
-   over its process and all its descendants (sshd forks per connection), read before and
-   after once the sessions have settled; the difference is divided by the session count.
+   ("Connected to" on its stderr), then left idle. The server's memory is the anonymous
+   PSS (``Pss_Anon``) summed over its process and all its descendants (sshd forks per
+   connection), read before and after once the sessions have settled; the difference is
+   divided by the session count. Anonymous pages are what a connection costs: total PSS
+   also holds the file-backed pages of programs and libraries, whose share moves with
+   every other process mapping them (the sftp clients among them), by megabytes. The
+   servers are fresh: memory freed by earlier connections would be reused by an
+   allocator and hide the cost of new ones.
 2. Server CPU per key-authenticated connection: ``--connects`` sequential `sftp -b` runs of
    ``pwd`` (TCP, handshake, public-key login, SFTP session, close). Server CPU is user +
    system time of the server's processes, the children it has reaped included (cutime +
@@ -129,16 +134,19 @@ def _proc_kib(pid: int, file: str, key: str) -> int | None:
     return None
 
 
-def pss_kib(pid: int) -> int:
-    """Proportional set size: pages shared between sshd's processes count once in all."""
-    pss = _proc_kib(pid, "smaps_rollup", "Pss:")
-    if pss is None:  # kernels before 4.14
-        pss = _proc_kib(pid, "status", "VmRSS:")
-    return pss or 0
+def pss_kib(pid: int, anon: bool = False) -> int:
+    """Proportional set size: all pages, or the anonymous ones only."""
+    sources = [("smaps_rollup", "Pss_Anon:")] if anon else []
+    sources += [("smaps_rollup", "Pss:"), ("status", "VmRSS:")]  # for older kernels
+    for file, key in sources:
+        kib = _proc_kib(pid, file, key)
+        if kib is not None:
+            return kib
+    return 0
 
 
-def tree_pss_kib(pid: int) -> int:
-    return sum(pss_kib(p) for p in process_tree(pid))
+def tree_pss_kib(pid: int, anon: bool = False) -> int:
+    return sum(pss_kib(p, anon) for p in process_tree(pid))
 
 
 # -- the servers ----------------------------------------------------------------------------
@@ -389,8 +397,9 @@ def close_idle(sessions: Sequence[subprocess.Popen[bytes]]) -> None:
 
 @dataclass
 class Memory:
-    before_kib: int
-    after_kib: int
+    footprint_kib: int  # all of the idle server's pages (PSS), libraries included
+    before_kib: int  # anonymous PSS, idle
+    after_kib: int  # anonymous PSS, with the sessions
     sessions: int
 
     @property
@@ -402,17 +411,17 @@ def idle_memory(client: Client, server: Server, count: int, settle_s: float) -> 
     client.batch(server, ["pwd"])  # a first session: lazily loaded code is not per session
     server.wait_idle()
     time.sleep(settle_s)
-    before = tree_pss_kib(server.pid)
+    footprint, before = tree_pss_kib(server.pid), tree_pss_kib(server.pid, anon=True)
     sessions: list[subprocess.Popen[bytes]] = []
     try:
         for _ in range(count):
             sessions.append(client.open_idle(server))
         time.sleep(settle_s)
-        after = tree_pss_kib(server.pid)
+        after = tree_pss_kib(server.pid, anon=True)
     finally:
         close_idle(sessions)
     server.wait_idle()
-    return Memory(before, after, count)
+    return Memory(footprint, before, after, count)
 
 
 @dataclass
@@ -598,11 +607,12 @@ def report(results: dict, args: argparse.Namespace) -> int:
     memory: dict[str, Memory] = results["memory"]
     node_mem, sshd_mem = memory["node"], memory["sshd"]
     print(f"1. Memory per idle connection ({args.idle_conns} interactive sftp sessions, "
-          "logged in, SFTP open, idle; PSS of the server's processes)")
-    print(f"   {'':6} {'before MiB':>11} {'with sessions MiB':>18} {'KiB per conn':>13}")
+          "logged in, SFTP open, idle; anonymous PSS of the server's processes)")
+    print(f"   {'':6} {'idle PSS MiB':>13} {'anon idle MiB':>14} {'anon with sessions MiB':>23} "
+          f"{'KiB per conn':>13}")
     for name, m in memory.items():
-        print(f"   {name:6} {m.before_kib / 1024:11.1f} {m.after_kib / 1024:18.1f} "
-              f"{m.per_conn_kib:13.1f}")
+        print(f"   {name:6} {m.footprint_kib / 1024:13.1f} {m.before_kib / 1024:14.1f} "
+              f"{m.after_kib / 1024:23.1f} {m.per_conn_kib:13.1f}")
     print(f"   ratio node/sshd {node_mem.per_conn_kib / max(sshd_mem.per_conn_kib, 1e-9):.2f}x"
           f"   node target <= {TARGET_IDLE_KIB:.0f} KiB: "
           f"{verdict(node_mem.per_conn_kib <= TARGET_IDLE_KIB)}")

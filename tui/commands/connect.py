@@ -16,11 +16,14 @@ from ..services.target import Target
 from .output import EXIT_UNREACHABLE, EXIT_USAGE, CommandError, read_password_file
 
 
-def add_connection_options(parser: argparse.ArgumentParser, required: bool = True) -> None:
+def add_connection_options(parser: argparse.ArgumentParser, required: bool = True,
+                           password_flag: str = "--password-file") -> None:
+    """``password_flag``: where a command's own --password-file means another password
+    (a user's), the admin's is read with another flag."""
     group = parser.add_argument_group("connection")
     group.add_argument("--connect", metavar="[USER@]HOST[:PORT]", required=required,
                        help="the node to talk to (user admin and port 14983 by default)")
-    group.add_argument("--password-file", metavar="FILE", type=Path,
+    group.add_argument(password_flag, dest="password_file", metavar="FILE", type=Path,
                        help="read the admin password from FILE (else $MFT_PASSWORD, else "
                             "SSH keys / agent, else a prompt on a terminal)")
     group.add_argument("--identity", "-i", metavar="KEY", type=Path, action="append",

@@ -50,3 +50,19 @@ async def confirm(yes: bool, question: str, *, unasked: str, declined: str) -> N
         answer = ""
     if answer.strip().lower() not in ("y", "yes"):
         raise CommandError(declined)
+
+
+def ask_secret(prompt: str, confirm: bool = False) -> str:
+    """A password typed at the terminal (not echoed), twice when ``confirm``; without a
+    terminal there is nobody to ask."""
+    import getpass
+    if not sys.stdin.isatty():
+        raise CommandError("no terminal to ask for the password: use --password-file or "
+                           "set MFT_USER_PASSWORD", 64)
+    try:
+        first = getpass.getpass(prompt)
+        if confirm and getpass.getpass("Again: ") != first:
+            raise CommandError("the two passwords differ; nothing changed", 64)
+    except (EOFError, KeyboardInterrupt):
+        raise CommandError("no password given; nothing changed", 64) from None
+    return first

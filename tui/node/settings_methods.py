@@ -65,6 +65,11 @@ async def settings_set(ctx: CallContext, p: Params) -> dict[str, Any]:
     def edit(cfg: ClusterConfig) -> ClusterConfig:
         return write(cfg, value)
 
-    new = await ctx.state.change(edit, actor=f"{ctx.username}@{ctx.peer_address}",
-                                 summary=f"{key} = {value!r}", base_version=base_version)
+    try:
+        new = await ctx.state.change(edit, actor=f"{ctx.username}@{ctx.peer_address}",
+                                     summary=f"{key} = {value!r}", base_version=base_version)
+    except RpcError as exc:
+        if exc.code != INVALID_PARAMS:
+            raise
+        raise RpcError(INVALID_PARAMS, f"{key}: {exc.message}", {"field": "value"}) from None
     return {"key": key, "value": read(new), "version": new.version}
