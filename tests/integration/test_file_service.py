@@ -4,6 +4,7 @@ a read-only user, and every way out of a home folder refused."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import subprocess
@@ -180,3 +181,37 @@ async def test_a_wrong_password_and_an_unknown_user_are_refused(node: Node,
     assert sftp(tmp_path, node, "pwd", password="not-her-password").returncode != 0
     assert sftp(tmp_path, node, "pwd", user="mallory").returncode != 0
     assert sftp(tmp_path, node, "pwd", user="admin", password="irrelevant").returncode != 0
+
+
+async def test_the_paramiko_sftp_client(node: Node, tmp_path: Path) -> None:
+    """Scripts often use paramiko rather than OpenSSH: the same operations work."""
+    import paramiko
+
+    def session() -> None:
+        transport = paramiko.Transport((node.host, file_port(node)))
+        try:
+            transport.connect(username="alice", password=ALICE_PASSWORD)
+            client = paramiko.SFTPClient.from_transport(transport)
+            assert client is not None
+            payload = os.urandom(700_000)
+            client.mkdir("p")
+            with client.open("p/data.bin", "wb") as f:
+                f.write(payload)
+            assert client.stat("p/data.bin").st_size == len(payload)
+            with client.open("p/data.bin", "rb") as f:
+                assert f.read() == payload
+            client.rename("p/data.bin", "p/moved.bin")
+            assert client.listdir("p") == ["moved.bin"]
+            client.chmod("p/moved.bin", 0o600)
+            with pytest.raises(OSError):  # `..` of the root is the root: no bob/ there
+                client.open("../bob/x", "wb")
+            with pytest.raises(OSError):
+                client.listdir("/etc")
+            client.remove("p/moved.bin")
+            client.rmdir("p")
+            assert client.listdir(".") == []
+        finally:
+            transport.close()
+
+    await asyncio.to_thread(session)
+    assert not (home(node, "bob") / "x").exists()
