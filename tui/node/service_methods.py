@@ -15,6 +15,7 @@ from typing import Any
 
 from ..protocol.rpc import INVALID_PARAMS, NOT_FOUND, Params, RpcError
 from .bans import Ban
+from .membership import _require_cluster_key
 from .methods import CallContext, method
 
 MEMBER_TIMEOUT_S = 2.0
@@ -133,6 +134,7 @@ async def bans_add(ctx: CallContext, p: Params) -> dict[str, Any]:
     """A ban another member reached (members call this as the cluster)."""
     raw = p.get("ban", dict)
     p.done()
+    _require_cluster_key(ctx, "tell a member of a ban")
     try:
         ban = Ban(address=str(ipaddress.ip_address(raw["address"])), until=float(raw["until"]),
                   reason=str(raw["reason"]), origin=str(raw["origin"]),
