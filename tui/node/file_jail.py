@@ -176,7 +176,10 @@ class HomeJail(asyncssh.SFTPServer):
                 self._on_transfer("download", transfer.shown, transfer.read_bytes,
                                   "cut off")
         self._open.clear()
-        self.channel.exit(0)
+        try:
+            self.channel.exit(0)
+        except (OSError, asyncssh.Error, AssertionError):
+            pass  # the channel is already closing: nobody is left to tell
 
     # -- the rest of the filesystem: resolved like map_path, refused when read-only ------
 
