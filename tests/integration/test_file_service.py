@@ -215,3 +215,42 @@ async def test_the_paramiko_sftp_client(node: Node, tmp_path: Path) -> None:
 
     await asyncio.to_thread(session)
     assert not (home(node, "bob") / "x").exists()
+
+
+async def test_an_upload_appears_whole_or_not_at_all(node: Node, tmp_path: Path) -> None:
+    """Readers (on any node of the shared storage) see the old file until the upload is
+    complete; an upload cut off leaves the old file and no part file behind."""
+    import asyncssh
+    target = home(node, "alice") / "report.csv"
+    sftp(tmp_path, node, "pwd")
+    target.write_bytes(b"old contents\n")
+
+    async def session() -> tuple[asyncssh.SSHClientConnection, asyncssh.SFTPClient]:
+        conn = await asyncssh.connect(node.host, file_port(node), username="alice",
+                                      password=ALICE_PASSWORD, known_hosts=None,  # a test
+                                      client_keys=None, agent_path=None)
+        return conn, await conn.start_sftp_client()
+
+    conn, client = await session()
+    async with conn:
+        f = await client.open("report.csv", "wb")
+        await f.write(b"new " * 100_000)
+        assert target.read_bytes() == b"old contents\n"  # half an upload is not the file
+        assert await client.listdir(".") == [".", "..", "report.csv"] or \
+            sorted(await client.listdir(".")) == sorted([".", "..", "report.csv"])
+        await f.close()
+    assert target.read_bytes() == b"new " * 100_000
+    conn, client = await session()
+    f = await client.open("report.csv", "wb")
+    await f.write(b"cut off " * 50_000)
+    conn.abort()  # the client vanishes mid-upload
+    await conn.wait_closed()
+    deadline = time.monotonic() + 10
+    while list(home(node, "alice").glob(".mft-part-*")) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert not list(home(node, "alice").glob(".mft-part-*"))
+    assert target.read_bytes() == b"new " * 100_000
+    async with await connect(node, tmp_path) as admin:
+        records = (await admin.call("audit.tail", {"event": "upload"}))["records"]
+    assert records[0]["result"] == "cut off: discarded" and records[0]["path"] == "/report.csv"
+    assert records[1]["result"] == "ok" and records[1]["bytes"] == 400_000

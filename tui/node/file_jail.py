@@ -136,6 +136,10 @@ class HomeJail(asyncssh.SFTPServer):
 
     def close(self, file_obj: object) -> None:
         assert isinstance(file_obj, _Transfer)
+        if self.channel.is_closing():
+            # Not the client's close: the session is being torn down (a lost link) with
+            # the file still open. Left for exit() below, which discards an upload.
+            return
         self._open.discard(file_obj)
         try:
             if file_obj.final is not None:
