@@ -40,6 +40,8 @@ def test_model_is_pure(package: str) -> None:
     "tui.services.admin_client", "tui.services.hostkeys", "tui.cli",
     "tui.commands.status", "tui.commands.ipfilter", "tui.commands.failover",
     "tui.commands.monitor", "tui.node.monitor", "tui.node.events", "tui.node.failover",
+    "tui.node.file_server", "tui.node.file_jail", "tui.node.bans", "tui.node.audit",
+    "tui.commands.users", "tui.commands.filesvc",
 ])
 def test_services_node_and_commands_never_load_textual(package: str) -> None:
     assert "textual" not in top_level(loaded_after(package))
