@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -497,3 +497,282 @@ async def type_into(pilot: Any, app: MftApp, field: str, value: str, **good: str
     await pilot.pause()
     if value:
         await pilot.press(*value)
+
+
+# -- the file service's screens, against one standalone node ----------------------------
+
+FILE_PASSWORD = "file-Secret-pass-1"
+
+
+@pytest.fixture
+def file_node(tmp_path: Path) -> Iterator[Node]:
+    """One standalone `mft serve` with its file port: a standalone node is its own
+    primary, so users are added on it and its sessions are the cluster's."""
+    node = start_node_process(tmp_path, "fs-0", host="127.0.0.70")
+    yield node
+    stop_node_process(node)
+
+
+def file_port(node: Node) -> int:
+    return int(node.extra["file_port"])  # type: ignore[arg-type]
+
+
+async def rpc(node: Node, tmp_path: Path, method: str, params: dict | None = None) -> Any:
+    async with await connect(node, tmp_path) as client:
+        return await client.call(method, params or {})
+
+
+async def file_users(node: Node, tmp_path: Path) -> dict[str, dict[str, Any]]:
+    return {u["name"]: u for u in (await rpc(node, tmp_path, "users.list"))["users"]}
+
+
+async def log_in(node: Node, user: str, password: str, source: str = "127.0.0.1") -> Any:
+    """A real SFTP client's login to the file port (the test plays the file user)."""
+    import asyncssh
+    return await asyncssh.connect(node.host, file_port(node), username=user,
+                                  password=password, known_hosts=None, client_keys=None,
+                                  agent_path=None, preferred_auth="password",
+                                  local_addr=(source, 0), connect_timeout=10,
+                                  login_timeout=10)
+
+
+async def guess(node: Node, source: str) -> str:
+    """One wrong password from ``source``: refused, or dropped once it is banned."""
+    import asyncssh
+    try:
+        conn = await log_in(node, "alice", "not-the-password", source)
+    except asyncssh.PermissionDenied:
+        return "refused"
+    except (OSError, asyncssh.Error, asyncio.TimeoutError):
+        return "dropped"
+    conn.close()
+    return "in"
+
+
+def on_screen(app: MftApp, name: str) -> bool:
+    return app.screen.__class__.__name__ == name
+
+
+def select(app: MftApp, table_id: str, key: str) -> None:
+    table = app.screen.query_one(table_id, LiveTable)
+    table.move_cursor(row=table.row_keys.index(key))
+
+
+async def retype(pilot: Any, app: MftApp, field: str, text: str) -> None:
+    """Empty a form field, then type ``text`` into it by keys (bad input comes this way)."""
+    await fill(pilot, app, field, "")
+    app.screen.query_one(f"#{field}").focus()
+    await pilot.press(*text)
+    await pilot.pause()
+
+
+async def fill(pilot: Any, app: MftApp, field: str, text: str) -> None:
+    """Put a good value in a form field at once (typing it would only be slower)."""
+    app.screen.query_one(f"#{field}").value = text
+    await pilot.pause()
+
+
+async def test_users_screen_adds_changes_and_removes_file_users(file_node: Node,
+                                                                tmp_path: Path) -> None:
+    import asyncssh
+    node = file_node
+    key = asyncssh.generate_private_key("ssh-ed25519", comment="dave@laptop")
+    key_line = key.export_public_key().decode().strip()
+    app = MftApp(await service_for(node, tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(lambda: len(cells(app)) == 1, 10.0)
+        await pilot.press("u")
+        await wait_until(lambda: on_screen(app, "UsersScreen"))
+        await wait_until(lambda: "admin" in cells(app, "#users"), 5.0)
+        before = await file_users(node, tmp_path)
+        await pilot.press("a")
+        await wait_until(lambda: on_screen(app, "AddUserScreen"))
+        # Bad input is named as it is typed, and Enter sends nothing.
+        await retype(pilot, app, "user-name", "bad name")
+        assert "user name" in text_of(app, "#user-problem")
+        await fill(pilot, app, "user-password", FILE_PASSWORD)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert "user name" in text_of(app, "#user-problem") and on_screen(app, "AddUserScreen")
+        await fill(pilot, app, "user-name", "carol")
+        await retype(pilot, app, "user-password", "short")
+        assert "8 to 1024" in text_of(app, "#user-problem")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert on_screen(app, "AddUserScreen")
+        assert await file_users(node, tmp_path) == before
+        # Corrected: added, and the table shows it.
+        await fill(pilot, app, "user-password", FILE_PASSWORD)
+        assert text_of(app, "#user-problem").strip() == ""
+        await pilot.press("enter")
+        await wait_until(lambda: on_screen(app, "UsersScreen"), 10.0)
+        await wait_until(lambda: "carol" in cells(app, "#users"), 5.0)
+        assert cells(app, "#users")["carol"] == ("carol", "default", "yes", "0", "carol",
+                                                 "read-write")
+        carol = (await file_users(node, tmp_path))["carol"]
+        assert carol["has_password"] and not carol["read_only"] and carol["keys"] == []
+        # What only the node can know is refused there, and said in the form.
+        await pilot.press("a")
+        await wait_until(lambda: on_screen(app, "AddUserScreen"))
+        await fill(pilot, app, "user-name", "carol")
+        await fill(pilot, app, "user-password", FILE_PASSWORD)
+        await pilot.press("enter")
+        await wait_until(lambda: "exists already" in text_of(app, "#user-problem"), 10.0)
+        # A user by key only, read-only, in a home of its own.
+        await fill(pilot, app, "user-name", "dave")
+        await fill(pilot, app, "user-password", "")
+        await fill(pilot, app, "user-key", key_line)
+        await fill(pilot, app, "user-home", "shared/dave")
+        app.screen.query_one("#user-read-only").focus()
+        await pilot.press("space")
+        await pilot.pause()
+        assert text_of(app, "#user-problem").strip() == ""
+        await pilot.press("tab")  # to the Add button
+        await pilot.press("enter")
+        await wait_until(lambda: "dave" in cells(app, "#users"), 10.0)
+        dave = (await file_users(node, tmp_path))["dave"]
+        assert (dave["has_password"], dave["read_only"], dave["home"]) == (
+            False, True, "shared/dave")
+        assert [k["fingerprint"] for k in dave["keys"]] == [key.get_fingerprint()]
+        # Reset carol's password: a short one is refused as typed, the new one logs in.
+        select(app, "#users", "carol")
+        await pilot.press("p")
+        await wait_until(lambda: on_screen(app, "PasswordScreen"))
+        await pilot.press(*"short", "enter")
+        await pilot.pause()
+        assert "8 to 1024" in text_of(app, "#user-problem")
+        await fill(pilot, app, "new-password", "carol-New-pass-2")
+        await pilot.press("enter")
+        await wait_until(lambda: notified(app, "password of carol set"), 10.0)
+        async with await log_in(node, "carol", "carol-New-pass-2"):
+            pass
+        with pytest.raises(asyncssh.PermissionDenied):
+            await log_in(node, "carol", FILE_PASSWORD)
+        # Read-only on, then off again.
+        await wait_until(lambda: on_screen(app, "UsersScreen"))
+        select(app, "#users", "carol")
+        await pilot.press("r")
+        await wait_until(lambda: cells(app, "#users")["carol"][5] == "read-only", 10.0)
+        assert (await file_users(node, tmp_path))["carol"]["read_only"] is True
+        await pilot.press("r")
+        await wait_until(lambda: cells(app, "#users")["carol"][5] == "read-write", 10.0)
+        assert (await file_users(node, tmp_path))["carol"]["read_only"] is False
+        # Keys: dave's replaced by carol's pasted one; a line that is no key is refused.
+        select(app, "#users", "dave")
+        await pilot.press("k")
+        await wait_until(lambda: on_screen(app, "KeysScreen"))
+        app.screen.query_one("#keys-text").text = "not a key"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert "not an OpenSSH public key" in text_of(app, "#user-problem")
+        other = asyncssh.generate_private_key("ssh-ed25519")
+        app.screen.query_one("#keys-text").text = other.export_public_key().decode()
+        await pilot.press("ctrl+s")
+        await wait_until(lambda: notified(app, "dave has 1 key now"), 10.0)
+        assert [k["fingerprint"] for k in (await file_users(node, tmp_path))["dave"]["keys"]] \
+            == [other.get_fingerprint()]
+        # Remove asks first; declined changes nothing.
+        await wait_until(lambda: on_screen(app, "UsersScreen"))
+        select(app, "#users", "carol")
+        await pilot.press("d")
+        await wait_until(lambda: on_screen(app, "ConfirmScreen"))
+        await pilot.press("n")
+        await wait_until(lambda: on_screen(app, "UsersScreen"))
+        assert "carol" in await file_users(node, tmp_path)
+        await pilot.press("d")
+        await wait_until(lambda: on_screen(app, "ConfirmScreen"))
+        await pilot.press("y")
+        await wait_until(lambda: "carol" not in cells(app, "#users"), 10.0)
+        assert set(await file_users(node, tmp_path)) == set(before) | {"dave"}
+
+
+async def test_sessions_screen_shows_a_live_session_and_ends_it(file_node: Node,
+                                                               tmp_path: Path) -> None:
+    node = file_node
+    await rpc(node, tmp_path, "users.add", {"name": "alice", "password": FILE_PASSWORD})
+    app = MftApp(await service_for(node, tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("c")
+        await wait_until(lambda: on_screen(app, "SessionsScreen"))
+        await wait_until(lambda: "no open file sessions" in text_of(app, "#sessions-summary"),
+                         5.0)
+        conn = await log_in(node, "alice", FILE_PASSWORD)
+        await conn.start_sftp_client()
+        address, port = conn.get_extra_info("sockname")[:2]
+        await wait_until(lambda: len(cells(app, "#sessions")) == 1, 5.0)
+        session_id, row = next(iter(cells(app, "#sessions").items()))
+        assert row[:3] == ("fs-0", "alice", f"{address}:{port}")
+        assert row[3].endswith(" ago")
+        await pilot.press("k")
+        await wait_until(lambda: on_screen(app, "ConfirmScreen"))
+        assert "alice" in text_of(app, "#question")
+        await pilot.press("y")
+        await asyncio.wait_for(conn.wait_closed(), 5.0)  # the client was cut off
+        await wait_until(lambda: cells(app, "#sessions") == {}, 5.0)
+        assert notified(app, f"ended session {session_id}")
+        assert (await rpc(node, tmp_path, "sessions.list"))["sessions"] == []
+
+
+async def test_bans_screen_shows_a_ban_and_lifts_it(file_node: Node, tmp_path: Path) -> None:
+    node = file_node
+    await rpc(node, tmp_path, "users.add", {"name": "alice", "password": FILE_PASSWORD})
+    app = MftApp(await service_for(node, tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("b")
+        await wait_until(lambda: on_screen(app, "BansScreen"))
+        await wait_until(lambda: "nobody is banned" in text_of(app, "#autoban"), 5.0)
+        assert "10 failed logins within 300 s" in text_of(app, "#autoban")
+        outcomes: list[str] = []
+        while "dropped" not in outcomes[-1:]:  # the tenth guess is refused or cut off
+            outcomes.append(await guess(node, "127.0.0.2"))
+            assert len(outcomes) <= 11, outcomes
+        assert set(outcomes[:9]) == {"refused"}
+        await wait_until(lambda: "127.0.0.2" in cells(app, "#bans"), 5.0)
+        row = cells(app, "#bans")["127.0.0.2"]
+        assert row[2].startswith("in ") and "failed logins" in row[4] and row[3] == "fs-0"
+        await pilot.press("l")
+        await wait_until(lambda: on_screen(app, "ConfirmScreen"))
+        await pilot.press("y")
+        await wait_until(lambda: cells(app, "#bans") == {}, 5.0)
+        assert notified(app, "lifted the ban of 127.0.0.2")
+        assert (await rpc(node, tmp_path, "bans.list"))["bans"] == []
+    async with await log_in(node, "alice", FILE_PASSWORD, "127.0.0.2"):
+        pass  # let in again
+
+
+async def test_audit_screen_lists_logins_and_uploads(file_node: Node, tmp_path: Path) -> None:
+    import asyncssh
+    node = file_node
+    await rpc(node, tmp_path, "users.add", {"name": "alice", "password": FILE_PASSWORD})
+    async with await log_in(node, "alice", FILE_PASSWORD) as conn:
+        async with conn.start_sftp_client() as sftp:
+            async with sftp.open("hello.txt", "w") as f:
+                await f.write("hello")
+    app = MftApp(await service_for(node, tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(lambda: len(cells(app)) == 1, 10.0)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for wanted in ("File users", "Open file sessions (cluster-wide)",
+                       "Addresses banned by autoban", "The node's audit log"):
+            assert wanted in titles  # the palette reaches every new screen
+        await pilot.press("g")
+        await wait_until(lambda: on_screen(app, "AuditScreen"))
+        await wait_until(lambda: any(r[1] == "upload" for r in cells(app, "#audit").values()),
+                         10.0)
+        rows = list(cells(app, "#audit").values())
+        events = [r[1] for r in rows]
+        upload = rows[events.index("upload")]
+        assert upload[2].startswith("alice@") and "hello.txt" in upload[3]
+        assert "login" in events and events.index("login") > events.index("upload")
+        assert rows == sorted(rows, key=lambda r: r[0], reverse=True)  # newest first
+        # The filter keeps only what matches.
+        await pilot.press("slash", *"upload")
+        await wait_until(lambda: {r[1] for r in cells(app, "#audit").values()} == {"upload"})
+        await pilot.press("escape")
+        await wait_until(lambda: len(cells(app, "#audit")) == len(rows))
+        # What happens later shows on reload, on top.
+        with pytest.raises(asyncssh.PermissionDenied):
+            await log_in(node, "alice", "not-the-password")
+        await pilot.press("r")
+        await wait_until(lambda: next(iter(cells(app, "#audit").values()))[1]
+                         == "login_failed", 5.0)

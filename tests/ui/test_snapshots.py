@@ -56,6 +56,69 @@ SYNC_RESULTS = [
     {"at": "2026-12-01T08:59:57Z", "ok": True, "version": 7, "error": None}]
 
 
+ED25519 = {"algorithm": "ssh-ed25519", "comment": "alice@laptop",
+           "fingerprint": "SHA256:B/+eht1ajmBGP4/vrxjyG9gVwdeC71GrliEGmyymjCw"}
+USERS = {"version": 7, "users": [
+    {"name": "admin", "site": "admin", "has_password": True, "keys": [], "home": "admin",
+     "read_only": False},
+    {"name": "alice", "site": "default", "has_password": True, "keys": [ED25519],
+     "home": "alice", "read_only": False},
+    {"name": "backup", "site": "default", "has_password": False, "home": "shared/backup",
+     "read_only": False, "keys": [
+         {"algorithm": "ssh-ed25519", "comment": "backup@vault",
+          "fingerprint": "SHA256:dy6zIGInD5srKHJNz5yMxekMxt0uoURg2/XCpxofmpc"},
+         {"algorithm": "ssh-rsa", "comment": "",
+          "fingerprint": "SHA256:8o2HZwqqqfCkjjzKYq4cJMPSiilIZRWmaN05Jxvt9O4"}]},
+    {"name": "reports", "site": "default", "has_password": True, "keys": [],
+     "home": "reports", "read_only": True}]}
+SESSIONS = {
+    "sessions": [
+        {"id": "6f0c2d1e-1", "node": "edge-1", "user": "alice", "address": "203.0.113.7",
+         "port": 51514, "since": "2026-12-01T08:42:10Z", "bytes_in": 48_234_496,
+         "bytes_out": 2_310},
+        {"id": "a81b44c0-3", "node": "edge-2", "user": "backup", "address": "10.0.4.20",
+         "port": 40022, "since": "2026-12-01T08:59:31Z", "bytes_in": 0,
+         "bytes_out": 734_003},
+        {"id": "a81b44c0-4", "node": "edge-2", "user": "reports", "address": "10.0.4.21",
+         "port": 40188, "since": "2026-12-01T08:59:58Z", "bytes_in": 512,
+         "bytes_out": 0}],
+    "unreachable": [{"node": "edge-3",
+                     "error": "could not connect to 10.0.0.13:14983: timed out"}]}
+BANS = {
+    "bans": [
+        {"address": "198.51.100.23", "reason": "10 failed logins within 300 s",
+         "origin": "edge-2", "since": 1796114472.0, "until": 1796118072.0,
+         "since_utc": "2026-12-01T08:41:12Z", "until_utc": "2026-12-01T09:41:12Z",
+         "seconds_left": 2472},
+        {"address": "2001:db8::7", "reason": "10 failed logins within 300 s",
+         "origin": "edge-1", "since": 1796112760.0, "until": 1796116360.0,
+         "since_utc": "2026-12-01T08:12:40Z", "until_utc": "2026-12-01T09:12:40Z",
+         "seconds_left": 760}],
+    "autoban": {"enabled": True, "max_failures": 10, "window_s": 300, "ban_s": 3600}}
+AUDIT = {"node": "edge-1", "records": [
+    {"at": "2026-12-01T08:59:50.412Z", "node": "edge-1", "event": "upload", "user": "alice",
+     "address": "203.0.113.7", "path": "/inbox/report-11.csv", "bytes": 48_234_496,
+     "result": "ok"},
+    {"at": "2026-12-01T08:58:02.118Z", "node": "edge-1", "event": "config", "version": 7,
+     "epoch": 1},
+    {"at": "2026-12-01T08:42:10.007Z", "node": "edge-1", "event": "login", "user": "alice",
+     "address": "203.0.113.7", "session": "6f0c2d1e-1"},
+    {"at": "2026-12-01T08:41:12.530Z", "node": "edge-1", "event": "ban",
+     "address": "198.51.100.23", "until": 1796118072.0,
+     "reason": "10 failed logins within 300 s"},
+    *({"at": f"2026-12-01T08:41:{11 - n:02d}.{900 - n * 7}Z", "node": "edge-1",
+       "event": "login_failed", "user": "root", "address": "198.51.100.23",
+       "method": "password"} for n in range(4)),
+    {"at": "2026-12-01T08:30:44.250Z", "node": "edge-1", "event": "logout", "user": "backup",
+     "address": "10.0.4.20", "session": "6f0c2d1e-0", "bytes_in": 0, "bytes_out": 734_003,
+     "seconds": 12.4},
+    {"at": "2026-12-01T08:30:32.101Z", "node": "edge-1", "event": "download",
+     "user": "backup", "address": "10.0.4.20", "path": "/outbox/ledger.db",
+     "bytes": 734_003, "result": "ok"},
+    {"at": "2026-12-01T08:12:05.640Z", "node": "edge-1", "event": "unban",
+     "address": "192.0.2.4", "by": "admin@10.0.0.5"}]}
+
+
 class RecordedService:
     """Answers as the node did when these documents were recorded; never changes."""
 
@@ -80,6 +143,11 @@ class RecordedService:
         return RULES | {"site": site} if site == "admin" else {
             "site": site, "kind": "file", "system": False, "default": "allow",
             "version": 7, "rules": []}
+    async def users(self) -> dict[str, Any]: return USERS
+    async def sessions(self) -> dict[str, Any]: return SESSIONS
+    async def bans(self) -> dict[str, Any]: return BANS
+    async def audit(self, lines: int = 200, event: str | None = None) -> dict[str, Any]:
+        return AUDIT
 
 
 @pytest.fixture(autouse=True)
@@ -131,3 +199,42 @@ def test_details(snap_compare: Any, size: tuple[int, int]) -> None:
 @SIZES
 def test_help(snap_compare: Any, size: tuple[int, int]) -> None:
     assert snap_compare(app(), terminal_size=size, press=["question_mark"])
+
+
+@SIZES
+def test_users(snap_compare: Any, size: tuple[int, int]) -> None:
+    assert snap_compare(app(), terminal_size=size, press=["u", "wait:200", "down"])
+
+
+@SIZES
+def test_add_user_form(snap_compare: Any, size: tuple[int, int]) -> None:
+    # A short password, named as it is typed.
+    assert snap_compare(app(), terminal_size=size,
+                        press=["u", "wait:200", "a", *"carol", "tab", *"short"])
+
+
+@SIZES
+def test_user_keys_form(snap_compare: Any, size: tuple[int, int]) -> None:
+    assert snap_compare(app(), terminal_size=size,
+                        press=["u", "wait:200", "down", "down", "k", *"ssh-ed25519 AAA"])
+
+
+@SIZES
+def test_sessions(snap_compare: Any, size: tuple[int, int]) -> None:
+    assert snap_compare(app(), terminal_size=size, press=["c", "wait:200"])
+
+
+@SIZES
+def test_bans(snap_compare: Any, size: tuple[int, int]) -> None:
+    assert snap_compare(app(), terminal_size=size, press=["b", "wait:200"])
+
+
+@SIZES
+def test_audit(snap_compare: Any, size: tuple[int, int]) -> None:
+    assert snap_compare(app(), terminal_size=size, press=["g", "wait:200"])
+
+
+@SIZES
+def test_audit_filtered(snap_compare: Any, size: tuple[int, int]) -> None:
+    assert snap_compare(app(), terminal_size=size,
+                        press=["g", "wait:200", "slash", *"login"])

@@ -10,14 +10,20 @@ from textual.widgets import Static
 
 HELP = """[b]mft console[/b]
 
-[b]Servers[/b]   a add server   d remove   space sync on/off   y sync now
-          s sync settings   i IP filters   p promote (on a secondary)
-          enter details   o sort   / filter   q quit
-[b]IP filters[/b] a add rule   e edit   x delete   [ ] move up/down   t test an address
-          ctrl+s save   m show system sites
-[b]Anywhere[/b]  ctrl+p command palette (every action)   ? this help   esc back
+[b]Servers[/b]    a add server  d remove  p promote (on a secondary)
+           space sync on/off  y sync now  s sync settings
+           i IP filters  enter details  o sort  / filter  q quit
+           u users  c sessions  b bans  g audit log
+[b]IP filters[/b] a add rule  e edit  x delete  [ ] move up/down
+           t test an address  ctrl+s save  m show system sites
+[b]Users[/b]      a add  d remove  p password  k keys  r read-only
+[b]Sessions[/b]   k end the selected session
+[b]Bans[/b]       l lift the selected ban (on every node)
+[b]Audit log[/b]  / filter  r reload
+[b]Anywhere[/b]   ctrl+p palette (every action)  ? this help  esc back
 
-The table follows the node's live events; a lost link is retried by itself."""
+Servers follow the node's events; users, sessions and bans are
+read every few seconds. A lost link is retried by itself."""
 
 
 class HelpScreen(ModalScreen[None]):

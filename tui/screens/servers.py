@@ -86,6 +86,13 @@ class ServersScreen(Screen[None]):
         Binding("o", "sort", "Sort", id="sort", show=False),
         Binding("slash", "filter", "Filter", id="filter", show=False),
         Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("u", "users", "Users", id="users", tooltip="File users"),
+        Binding("c", "sessions", "Sessions", id="sessions",
+                tooltip="Open file sessions (cluster-wide)"),
+        Binding("b", "bans", "Bans", id="bans", show=False,
+                tooltip="Addresses banned by autoban"),
+        Binding("g", "audit", "Audit log", id="audit", show=False,
+                tooltip="The node's audit log"),
     ]
 
     def __init__(self) -> None:
@@ -197,6 +204,22 @@ class ServersScreen(Screen[None]):
     def action_ip_filters(self) -> None:
         from .ip_filter import IpFilterScreen
         self.app.push_screen(IpFilterScreen(), lambda _: self.load())
+
+    def action_users(self) -> None:
+        from .users import UsersScreen
+        self.app.push_screen(UsersScreen(), lambda _: self.load())
+
+    def action_sessions(self) -> None:
+        from .sessions import SessionsScreen
+        self.app.push_screen(SessionsScreen(), lambda _: self.load())
+
+    def action_bans(self) -> None:
+        from .bans import BansScreen
+        self.app.push_screen(BansScreen(), lambda _: self.load())
+
+    def action_audit(self) -> None:
+        from .audit import AuditScreen
+        self.app.push_screen(AuditScreen(), lambda _: self.load())
 
     def on_data_table_row_selected(self, event: LiveTable.RowSelected) -> None:
         self.action_details()  # enter on a row: the table takes the key and says so

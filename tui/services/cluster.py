@@ -194,3 +194,50 @@ class ClusterService:
 
     async def test_address(self, site: str, address: str) -> dict[str, Any]:
         return await self.call("ipfilter.test", {"site": site, "address": address})
+
+    # -- the file service -----------------------------------------------------------------
+
+    async def users(self) -> dict[str, Any]:
+        return await self.call("users.list")
+
+    async def add_user(self, name: str, password: str | None = None,
+                       keys: list[str] | None = None, read_only: bool = False,
+                       home_dir: str | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"name": name, "read_only": read_only}
+        if password:
+            params["password"] = password
+        if keys:
+            params["keys"] = keys
+        if home_dir:
+            params["home_dir"] = home_dir
+        return await self.call("users.add", params)
+
+    async def remove_user(self, name: str) -> dict[str, Any]:
+        return await self.call("users.remove", {"name": name})
+
+    async def set_user_password(self, name: str, password: str) -> dict[str, Any]:
+        return await self.call("users.set_password", {"name": name, "password": password})
+
+    async def set_user_keys(self, name: str, keys: list[str]) -> dict[str, Any]:
+        return await self.call("users.set_keys", {"name": name, "keys": keys})
+
+    async def set_user_read_only(self, name: str, flag: bool) -> dict[str, Any]:
+        return await self.call("users.set_read_only", {"name": name, "read_only": flag})
+
+    async def sessions(self) -> dict[str, Any]:
+        return await self.call("sessions.list")
+
+    async def kill_session(self, session_id: str) -> dict[str, Any]:
+        return await self.call("sessions.kill", {"id": session_id})
+
+    async def bans(self) -> dict[str, Any]:
+        return await self.call("bans.list")
+
+    async def lift_ban(self, address: str) -> dict[str, Any]:
+        return await self.call("bans.lift", {"address": address})
+
+    async def audit(self, lines: int = 200, event: str | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"lines": lines}
+        if event:
+            params["event"] = event
+        return await self.call("audit.tail", params)
