@@ -50,6 +50,7 @@ def test_services_node_and_commands_never_load_textual(package: str) -> None:
 @pytest.mark.parametrize("package", [
     "tui.app", "tui.screens.servers", "tui.screens.ip_filter", "tui.screens.add_server",
     "tui.screens.sync_settings", "tui.screens.details", "tui.screens.connect",
+    "tui.screens.users", "tui.screens.sessions", "tui.screens.bans", "tui.screens.audit",
     "tui.widgets.live_table",
 ])
 def test_screens_and_widgets_never_load_asyncssh(package: str) -> None:
