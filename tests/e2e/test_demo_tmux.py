@@ -134,3 +134,79 @@ def test_no_color_turns_the_console_grey(tmp_path: Path) -> None:
             term.close()
     assert any(len({r, g, b}) > 1 for r, g, b in seen["colour"])  # the check can fail
     assert seen["no-color"] and all(r == g == b for r, g, b in seen["no-color"])
+
+
+def test_the_demo_serves_files_from_every_node(tmp_path: Path) -> None:
+    """The file service's first steps: a user added in the console on the primary uploads
+    and downloads with the stock `sftp` on each of the three nodes, trusting the cluster's
+    host key once; a guessing loop against one node is banned on all three."""
+    import socket
+
+    from tests.integration.test_openssh import client_env
+    sftp = require_tool("sftp")
+    term = Terminal(tmp_path, f"{sys.executable} -m tui demo")
+    password = "alice-Demo-pass-9"
+    try:
+        term.wait_for(r"up 3/3", 60)
+        term.keys("u")
+        term.wait_for(r"admin", 10)
+        term.keys("a")
+        term.wait_for(r"Add a file user", 10)
+        term.keys("alice")
+        term.wait_for(r"Name\s+alice", 5)
+        term.keys("Tab")
+        time.sleep(0.3)
+        term.keys(password)
+        term.wait_for(r"Password\s+\*+|Password\s+•+", 5)
+        term.keys("Enter")
+        term.wait_for(r"alice\s+default", 15)
+        known_hosts = tmp_path / "known_hosts"
+        local = tmp_path / "local"
+        local.mkdir()
+        payload = os.urandom(300_000)
+        (local / "up.bin").write_bytes(payload)
+        for n in range(3):
+            host = f"127.0.0.{11 + n}"
+            batch = local / "batch"
+            batch.write_text(f"put up.bin up-{n}.bin\nget up-{(n + 2) % 3 if n else 0}.bin"
+                             f" back-{n}.bin\nls\n")
+            # One name for the cluster's one key: the first node's is trusted and pinned,
+            # the others must present the very same key (no prompt, no new entry).
+            result = subprocess.run(
+                [sftp, "-F", "/dev/null", "-o", f"UserKnownHostsFile={known_hosts}",
+                 "-o", "HostKeyAlias=mft-demo-cluster", "-o",
+                 f"StrictHostKeyChecking={'accept-new' if n == 0 else 'yes'}",
+                 "-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no",
+                 "-o", "BatchMode=no", "-P", "2222", "-b", str(batch), f"alice@{host}"],
+                capture_output=True, text=True, timeout=30, cwd=local,
+                env=client_env(tmp_path, password))
+            assert result.returncode == 0, (host, result.stderr)
+            assert (local / f"back-{n}.bin").read_bytes() == payload
+        assert len(known_hosts.read_text().splitlines()) == 1
+        # Guessing against demo-2 from 127.0.0.2: banned there, and on the other two.
+        guess = client_env(tmp_path, "not-the-password")
+        for _ in range(12):
+            subprocess.run(["ssh", "-F", "/dev/null", "-o", f"UserKnownHostsFile={known_hosts}",
+                            "-o", "HostKeyAlias=mft-demo-cluster", "-o",
+                            "NumberOfPasswordPrompts=1", "-o", "BindAddress=127.0.0.2",
+                            "-o", "PreferredAuthentications=password", "-p", "2222",
+                            "alice@127.0.0.12", "true"], capture_output=True, timeout=30,
+                           stdin=subprocess.DEVNULL, env=guess)
+        for n in range(3):
+            deadline = time.monotonic() + 5
+            while True:
+                with socket.create_connection((f"127.0.0.{11 + n}", 2222), timeout=5,
+                                              source_address=("127.0.0.2", 0)) as sock:
+                    sock.settimeout(5)
+                    if sock.recv(64) == b"":  # closed before any SSH byte: banned
+                        break
+                assert time.monotonic() < deadline, f"127.0.0.{11 + n} does not ban"
+                time.sleep(0.2)
+        term.keys("Escape")
+        term.wait_for(r"up 3/3", 10)
+        term.keys("q")
+        screen = term.wait_for(r"DEMO-EXIT \d+", 30)
+        assert "DEMO-EXIT 0" in screen and "Traceback" not in screen
+    finally:
+        term.close()
+    assert demo_processes() == []
