@@ -9,15 +9,12 @@ import datetime
 from typing import Any
 
 from textual import work
-from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
-from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Static
 
-from ..widgets.live_table import LiveTable
 from . import servers
 from .confirm import ConfirmScreen
+from .polled import PolledTableScreen
 
 POLL_S = 2.0
 # Where a ban was reached folds first on a narrow terminal: on one node it is that node.
@@ -53,7 +50,12 @@ def row_cells(b: dict[str, Any]) -> tuple[str, ...]:
             b["origin"], b["reason"])
 
 
-class BansScreen(Screen[None]):
+class BansScreen(PolledTableScreen):
+    POLL_S = POLL_S
+    WHAT = "bans"
+    TABLE_ID = "bans"
+    SUMMARY_ID = "autoban"
+    COLUMNS = COLUMNS
     BINDINGS = [
         Binding("escape", "back", "Back", id="back"),
         Binding("l", "lift", "Lift ban", id="lift-ban",
@@ -63,42 +65,11 @@ class BansScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.bans: dict[str, dict[str, Any]] = {}
-        self._loading: Any = None
-        self._failing = False
 
-    def compose(self) -> ComposeResult:
-        yield Header()
-        with Vertical():
-            yield Static("loading the bans…", id="autoban")
-            yield LiveTable(COLUMNS, id="bans")
-        yield Footer(compact=True)
+    async def fetch(self) -> Any:
+        return await self.app.service.bans()  # type: ignore[attr-defined]
 
-    def on_mount(self) -> None:
-        self.table.focus()
-        self._loading = self.load()
-        self.set_interval(POLL_S, self._poll)
-
-    @property
-    def table(self) -> LiveTable:
-        return self.query_one("#bans", LiveTable)
-
-    def _poll(self) -> None:
-        # Only once the last answer is in: a slow node is waited for, not piled up on.
-        if self._loading is None or self._loading.is_finished:
-            self._loading = self.load()
-
-    @work(exclusive=True, group="bans-load")
-    async def load(self) -> None:
-        try:
-            answer = await self.app.service.bans()  # type: ignore[attr-defined]
-        except Exception as exc:
-            if not self._failing:  # once, not at every poll while the link is down
-                self.notify(f"could not read the bans: {exc}", severity="error")
-            self._failing = True
-            return
-        self._failing = False
-        if not self.is_mounted:
-            return
+    def show(self, answer: Any) -> None:
         self.bans = {b["address"]: b for b in answer["bans"]}
         self.table.sync_rows({address: row_cells(b) for address, b in self.bans.items()})
         count = len(self.bans)
@@ -125,7 +96,4 @@ class BansScreen(Screen[None]):
                         severity="error")
             return
         self.notify(f"lifted the ban of {address} (every node is told)")
-        self._loading = self.load()
-
-    def action_back(self) -> None:
-        self.dismiss(None)
+        self.reload()

@@ -9,15 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from textual import work
-from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
 from textual.markup import escape
-from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Static
 
-from ..widgets.live_table import LiveTable
 from .confirm import ConfirmScreen
+from .polled import PolledTableScreen
 from .servers import age
 
 POLL_S = 2.0
@@ -41,7 +38,12 @@ def row_cells(s: dict[str, Any]) -> tuple[str, ...]:
             size_text(s["bytes_in"]), size_text(s["bytes_out"]))
 
 
-class SessionsScreen(Screen[None]):
+class SessionsScreen(PolledTableScreen):
+    POLL_S = POLL_S
+    WHAT = "sessions"
+    TABLE_ID = "sessions"
+    SUMMARY_ID = "sessions-summary"
+    COLUMNS = COLUMNS
     BINDINGS = [
         Binding("escape", "back", "Back", id="back"),
         Binding("k", "kill", "End session", id="kill-session",
@@ -51,43 +53,14 @@ class SessionsScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.sessions: dict[str, dict[str, Any]] = {}
-        self._loading: Any = None
-        self._failing = False
 
-    def compose(self) -> ComposeResult:
-        yield Header()
-        with Vertical():
-            yield Static("loading the sessions…", id="sessions-summary")
-            yield LiveTable(COLUMNS, id="sessions")
-            yield Static("", id="unreachable")
-        yield Footer(compact=True)
+    def compose_below(self) -> Any:
+        yield Static("", id="unreachable")
 
-    def on_mount(self) -> None:
-        self.table.focus()
-        self._loading = self.load()
-        self.set_interval(POLL_S, self._poll)
+    async def fetch(self) -> Any:
+        return await self.app.service.sessions()  # type: ignore[attr-defined]
 
-    @property
-    def table(self) -> LiveTable:
-        return self.query_one("#sessions", LiveTable)
-
-    def _poll(self) -> None:
-        # Only once the last answer is in: members slow to answer are not asked twice.
-        if self._loading is None or self._loading.is_finished:
-            self._loading = self.load()
-
-    @work(exclusive=True, group="sessions-load")
-    async def load(self) -> None:
-        try:
-            answer = await self.app.service.sessions()  # type: ignore[attr-defined]
-        except Exception as exc:
-            if not self._failing:  # once, not at every poll while the link is down
-                self.notify(f"could not read the sessions: {exc}", severity="error")
-            self._failing = True
-            return
-        self._failing = False
-        if not self.is_mounted:
-            return
+    def show(self, answer: Any) -> None:
         self.sessions = {s["id"]: s for s in answer["sessions"]}
         self.table.sync_rows({sid: row_cells(s) for sid, s in self.sessions.items()})
         count, nodes = len(self.sessions), len({s["node"] for s in self.sessions.values()})
@@ -118,7 +91,4 @@ class SessionsScreen(Screen[None]):
                         severity="error")
             return
         self.notify(f"ended session {result['killed']} on {result['node']}")
-        self._loading = self.load()
-
-    def action_back(self) -> None:
-        self.dismiss(None)
+        self.reload()

@@ -16,12 +16,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.markup import escape
-from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Footer, Header, Input, Label, Static, Switch, TextArea
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static, Switch, TextArea
 
 from ..model.validate import NAME_PATTERN
-from ..widgets.live_table import LiveTable
 from .confirm import ConfirmScreen
+from .polled import PolledTableScreen
 
 POLL_S = 5.0
 SHOWN_KEYS = 3  # of the current ones, in the keys form: the form still fits 80x24
@@ -74,7 +74,12 @@ def row_cells(user: dict[str, Any]) -> tuple[str, ...]:
             "read-only" if user["read_only"] else "read-write")
 
 
-class UsersScreen(Screen[None]):
+class UsersScreen(PolledTableScreen):
+    POLL_S = POLL_S
+    WHAT = "users"
+    TABLE_ID = "users"
+    SUMMARY_ID = "users-summary"
+    COLUMNS = COLUMNS
     BINDINGS = [
         Binding("escape", "back", "Back", id="back"),
         Binding("a", "add", "Add", id="add-user", tooltip="Add a file user"),
@@ -89,45 +94,11 @@ class UsersScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.users: dict[str, dict[str, Any]] = {}
-        self._loading: Any = None
-        self._failing = False
 
-    def compose(self) -> ComposeResult:
-        yield Header()
-        with Vertical():
-            yield Static("loading the users…", id="users-summary")
-            yield LiveTable(COLUMNS, id="users")
-        yield Footer(compact=True)
+    async def fetch(self) -> Any:
+        return await self.app.service.users()  # type: ignore[attr-defined]
 
-    def on_mount(self) -> None:
-        self.table.focus()
-        self._loading = self.load()
-        self.set_interval(POLL_S, self._poll)
-
-    @property
-    def table(self) -> LiveTable:
-        return self.query_one("#users", LiveTable)
-
-    def _poll(self) -> None:
-        # Only once the last answer is in: a slow node is waited for, not piled up on.
-        if self._loading is None or self._loading.is_finished:
-            self._loading = self.load()
-
-    def reload(self) -> None:
-        self._loading = self.load()  # a poll on its way predates the change: dropped
-
-    @work(exclusive=True, group="users-load")
-    async def load(self) -> None:
-        try:
-            answer = await self.app.service.users()  # type: ignore[attr-defined]
-        except Exception as exc:
-            if not self._failing:  # once, not at every poll while the link is down
-                self.notify(f"could not read the users: {exc}", severity="error")
-            self._failing = True
-            return
-        self._failing = False
-        if not self.is_mounted:
-            return
+    def show(self, answer: Any) -> None:
         self.users = {u["name"]: u for u in answer["users"]}
         self.table.sync_rows({name: row_cells(u) for name, u in self.users.items()})
         self.query_one("#users-summary", Static).update(
@@ -188,9 +159,6 @@ class UsersScreen(Screen[None]):
             return
         self.notify(f"removed {name}")
         self.reload()
-
-    def action_back(self) -> None:
-        self.dismiss(None)
 
 
 class UserForm(ModalScreen[bool]):
