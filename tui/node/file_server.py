@@ -25,14 +25,7 @@ from ..model.ipfilter import IpFilterError
 from .audit import AuditLog
 from .bans import BanList
 from .file_jail import HomeJail
-from .ssh_front import (
-    KEEPALIVE_COUNT_MAX,
-    KEEPALIVE_INTERVAL_S,
-    LOGIN_TIMEOUT_S,
-    GuardedSSHServer,
-    SshFront,
-    strong_kex_algs,
-)
+from .ssh_front import GuardedSSHServer, SshFront
 
 log = logging.getLogger("mft.node")
 
@@ -109,22 +102,12 @@ class FileServer(SshFront):
         keys = [asyncssh.import_private_key(pem) for pem in self._host_keys]
         if not keys:
             raise RuntimeError("the cluster configuration holds no file service host key")
-        return await asyncssh.SSHServerConnectionOptions.construct(
-            server_factory=lambda: GuardedSSHServer(self),
+        return await asyncssh.SSHServerConnectionOptions.construct(**self.hardened(
             server_host_keys=keys,
-            server_version=SERVER_VERSION,
-            kex_algs=strong_kex_algs(),
-            login_timeout=LOGIN_TIMEOUT_S,
-            keepalive_interval=KEEPALIVE_INTERVAL_S,
-            keepalive_count_max=KEEPALIVE_COUNT_MAX,
-            agent_forwarding=False,
-            allow_pty=False,
-            x11_forwarding=False,
             allow_scp=True,
-            encoding=None,
             process_factory=self._process,
             sftp_factory=self._jail,
-        )
+        ))
 
     def _config_changed(self, *args: Any) -> None:
         # New host keys (a rotation, or the cluster's keys replacing a fresh node's): new

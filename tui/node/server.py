@@ -28,15 +28,7 @@ from .admin_session import AdminSession
 from .bans import BanList
 from .methods import CallContext
 from .sftp_view import ConfigView
-from .ssh_front import (
-    KEEPALIVE_COUNT_MAX,
-    KEEPALIVE_INTERVAL_S,
-    LOGIN_TIMEOUT_S,
-    MAX_AUTH_ATTEMPTS,
-    GuardedSSHServer,
-    SshFront,
-    strong_kex_algs,
-)
+from .ssh_front import LOGIN_TIMEOUT_S, MAX_AUTH_ATTEMPTS, GuardedSSHServer, SshFront
 from .state import NodeState
 
 log = logging.getLogger("mft.node")
@@ -76,22 +68,12 @@ class AdminServer(SshFront):
                        f"{self.name} ({decision.describe()})")
 
     async def options(self) -> asyncssh.SSHServerConnectionOptions:
-        return await asyncssh.SSHServerConnectionOptions.construct(
-            server_factory=lambda: GuardedSSHServer(self),
+        return await asyncssh.SSHServerConnectionOptions.construct(**self.hardened(
             server_host_keys=[self.state.admin_host_key],
-            server_version=SERVER_VERSION,
-            kex_algs=strong_kex_algs(),
-            login_timeout=LOGIN_TIMEOUT_S,
-            keepalive_interval=KEEPALIVE_INTERVAL_S,
-            keepalive_count_max=KEEPALIVE_COUNT_MAX,
-            agent_forwarding=False,
-            allow_pty=False,
-            x11_forwarding=False,
             allow_scp=False,
-            encoding=None,
             process_factory=self._process,
             sftp_factory=lambda chan: ConfigView(chan, str(self.state.home.path).encode()),
-        )
+        ))
 
     async def _process(self, process: asyncssh.SSHServerProcess) -> None:
         server: GuardedSSHServer = process.channel.get_connection().get_owner()

@@ -171,6 +171,15 @@ class SshFront:
     async def options(self) -> asyncssh.SSHServerConnectionOptions:
         raise NotImplementedError
 
+    def hardened(self, **options: Any) -> dict[str, Any]:
+        """What both ports share: the login guard, strong key exchanges, the login timeout,
+        keepalives, and nothing of a general-purpose SSH server (no pty, agent, X11)."""
+        return dict(server_factory=lambda: GuardedSSHServer(self),
+                    server_version=self.server_version, kex_algs=strong_kex_algs(),
+                    login_timeout=LOGIN_TIMEOUT_S, keepalive_interval=KEEPALIVE_INTERVAL_S,
+                    keepalive_count_max=KEEPALIVE_COUNT_MAX, agent_forwarding=False,
+                    allow_pty=False, x11_forwarding=False, encoding=None) | options
+
     def _cost_of_hashes(self) -> int:
         """The dummy hash must cost what the dearest real one does, or timing tells names
         apart."""
