@@ -84,6 +84,9 @@ def test_users_from_add_to_remove(node: Node, tmp_path: Path) -> None:
     (("users", "add", "bad name"), {"MFT_USER_PASSWORD": ALICE_PASSWORD}, "user name"),
     (("users", "add", "alice", "--home-dir", "../escape"), {"MFT_USER_PASSWORD":
                                                              ALICE_PASSWORD}, "without '..'"),
+    (("users", "add", "alice", "--home-dir", "."), {"MFT_USER_PASSWORD": ALICE_PASSWORD},
+     "without '..'"),
+    (("config", "set", "storage_root", "/"), {}, "other than /"),
     (("users", "add", "alice", "--no-password"), {}, "a password or a key"),
     (("users", "remove", "nobody"), {}, "no user named 'nobody'"),
     (("users", "remove", "admin"), {}, "last admin"),

@@ -254,3 +254,47 @@ async def test_an_upload_appears_whole_or_not_at_all(node: Node, tmp_path: Path)
         records = (await admin.call("audit.tail", {"event": "upload"}))["records"]
     assert records[0]["result"] == "cut off: discarded" and records[0]["path"] == "/report.csv"
     assert records[1]["result"] == "ok" and records[1]["bytes"] == 400_000
+
+
+async def test_no_owner_change_no_setuid_and_links_stay_inside(node: Node,
+                                                               tmp_path: Path) -> None:
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "tool").write_bytes(b"#!/bin/sh\n")
+    result = sftp(tmp_path, node, "put tool", "chmod 4755 tool", "chgrp 1 tool",
+                  "chown 1 tool", "mkdir d", "symlink d/../../../../etc up", cwd=local)
+    assert result.returncode == 0, result.stderr
+    tool = home(node, "alice") / "tool"
+    assert tool.stat().st_mode & 0o7777 == 0o755  # the setuid bit is dropped
+    assert (tool.stat().st_uid, tool.stat().st_gid) == (os.getuid(), os.getgid())
+    link = home(node, "alice") / "up"
+    target = os.readlink(link)
+    assert ".." not in target.split("/") and target.startswith(str(home(node, "alice")))
+
+
+async def test_connections_reset_at_once_do_not_use_up_the_address(node: Node,
+                                                                   tmp_path: Path) -> None:
+    """A peer that resets right after connecting has no peer name any more: its place among
+    the unauthenticated connections must still be given back."""
+    import socket
+    import struct
+    for _ in range(25):  # more than the per-address cap of 10
+        sock = socket.socket()
+        sock.bind(("127.0.0.7", 0))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.connect((node.host, file_port(node)))
+        sock.close()  # RST
+    await asyncio.sleep(0.5)
+    assert sftp(tmp_path, node, "pwd", source="127.0.0.7").returncode == 0
+
+
+async def test_a_removed_user_is_logged_out(node: Node, tmp_path: Path) -> None:
+    import asyncssh
+    conn = await asyncssh.connect(node.host, file_port(node), username="bob",
+                                  password=ALICE_PASSWORD, known_hosts=None,  # a test client
+                                  client_keys=None, agent_path=None)
+    client = await conn.start_sftp_client()
+    await client.listdir(".")
+    async with await connect(node, tmp_path) as admin:
+        await admin.call("users.remove", {"name": "bob"})
+    await asyncio.wait_for(conn.wait_closed(), 10)

@@ -92,9 +92,9 @@ def cluster_from_dict(data: Any, file: str = CLUSTER_FILE) -> ClusterConfig:
     files_t = top.table("file_service")
     host_keys = files_t.str_list("host_keys")
     storage_root = files_t.str("storage_root", "")
-    if storage_root and not storage_root.startswith("/"):
-        raise files_t.error("storage_root", "must be an absolute path (or empty: each "
-                                            "node's files/ folder)")
+    if storage_root and (not storage_root.startswith("/") or storage_root.strip("/") == ""):
+        raise files_t.error("storage_root", "must be an absolute path other than / (or "
+                                            "empty: each node's files/ folder)")
     files_t.done()
     cfg = ClusterConfig(
         cluster_id=top.str("cluster_id", ""),

@@ -39,16 +39,20 @@ class AuditLog:
     def write(self, event: str, **fields: Any) -> None:
         record = {"at": utc_now(), "node": self.node_name, "event": event, **fields}
         try:
+            if self._file.closed:  # a rotation that failed half-way: try again
+                self._file = self._open()
             self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
             if self._file.tell() > MAX_BYTES:
                 self._rotate()
-        except OSError as exc:  # a full disk must not stop the service
+        except (OSError, ValueError) as exc:  # a full disk must not stop the service
             log.error("%s: audit log not written: %s", self.node_name, exc)
 
     def _rotate(self) -> None:
         self._file.close()
-        os.replace(self.path, self.path.with_name(self.path.name + ".1"))
-        self._file = self._open()
+        try:
+            os.replace(self.path, self.path.with_name(self.path.name + ".1"))
+        finally:
+            self._file = self._open()
 
     def tail(self, lines: int, event: str | None = None) -> list[dict[str, Any]]:
         """The last ``lines`` records (of one kind of event, if given), newest first."""

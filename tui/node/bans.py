@@ -55,6 +55,7 @@ class BanList:
         self._bans: dict[str, Ban] = {}
         self._listeners: list[Callable[[Ban], None]] = []
         self._lift_listeners: list[Callable[[str], None]] = []
+        self._held_listeners: list[Callable[[Ban], None]] = []  # reached here or told
         self._load()
 
     def on_ban(self, listener: Callable[[Ban], None]) -> None:
@@ -63,11 +64,15 @@ class BanList:
     def on_lift(self, listener: Callable[[str], None]) -> None:
         self._lift_listeners.append(listener)
 
+    def on_held(self, listener: Callable[[Ban], None]) -> None:
+        """Called for every ban that starts to hold here, reached here or told."""
+        self._held_listeners.append(listener)
+
     # -- checks -------------------------------------------------------------------------
 
     def banned(self, address: str) -> Ban | None:
         ban = self._bans.get(address)
-        if ban is None:
+        if ban is None or self._exempt(address):  # an allow-always rule added since
             return None
         if ban.until <= self._clock():
             del self._bans[address]
@@ -92,9 +97,10 @@ class BanList:
         if seen is None:
             if len(self._failures) >= MAX_TRACKED:
                 self._failures.pop(next(iter(self._failures)))
-            seen = self._failures[address] = deque(maxlen=settings.max_failures)
+            seen = self._failures[address] = deque()
         seen.append(now)
-        while seen and seen[0] <= now - settings.window_s:
+        # Trimmed here rather than by a maxlen: the limit may change while it counts.
+        while seen and (seen[0] <= now - settings.window_s or len(seen) > settings.max_failures):
             seen.popleft()
         if len(seen) < settings.max_failures:
             return None
@@ -112,7 +118,8 @@ class BanList:
     def told(self, ban: Ban) -> bool:
         """A ban another member reached; returns whether it was new here."""
         current = self._bans.get(ban.address)
-        if ban.until <= self._clock() or (current is not None and current.until >= ban.until):
+        if (ban.until <= self._clock() or self._exempt(ban.address)
+                or (current is not None and current.until >= ban.until)):
             return False
         self._add(ban)
         log.info("%s: banned %s (reached on %s): %s", self.node_name, ban.address,
@@ -134,6 +141,8 @@ class BanList:
     def _add(self, ban: Ban) -> None:
         self._bans[ban.address] = ban
         self._save()
+        for listener in self._held_listeners:
+            listener(ban)
 
     # -- persistence --------------------------------------------------------------------
 

@@ -63,6 +63,10 @@ class Node:
                                       files=self.files, bans=self.bans, audit=self.audit,
                                       relay=self.relay)
         self.admin = AdminServer(self.state, host, port, cluster=self.runtime, bans=self.bans)
+        for front in (self.admin, self.files):
+            if front is not None:
+                self.bans.on_held(lambda ban, front=front: front.drop_unauthenticated(
+                    ban.address))
         self.state.on_change(lambda cfg: self.audit.write(
             "config", version=cfg.version, epoch=cfg.epoch))
         self.state.on_role_change(self._role_changed)

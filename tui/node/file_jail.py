@@ -25,11 +25,22 @@ import asyncssh
 from asyncssh import SFTPAttrs
 
 PART_PREFIX = b".mft-part-"
+MAX_READ = 256 * 1024
 _WRITE_FLAGS = (asyncssh.FXF_WRITE | asyncssh.FXF_CREAT | asyncssh.FXF_TRUNC
                 | asyncssh.FXF_APPEND)
 
 # (event, path, bytes, result) for the audit log and the session's counters.
 TransferHook = Callable[[str, str, int, str], None]
+
+
+def _tamed(attrs: SFTPAttrs) -> SFTPAttrs:
+    """What a user may set: times and the rwx bits. Never an owner (the node may run as
+    root), never setuid, setgid or sticky bits."""
+    attrs.uid = attrs.gid = None
+    attrs.owner = attrs.group = None
+    if attrs.permissions is not None:
+        attrs.permissions &= 0o777
+    return attrs
 
 
 def _outside() -> asyncssh.SFTPError:
@@ -49,6 +60,7 @@ class _Transfer(io.FileIO):
         self.final = final  # where a part file is renamed to when the upload completes
         self.read_bytes = 0
         self.written_bytes = 0
+        self.failed = False
 
 
 class _CoalescedWrites:
@@ -70,6 +82,8 @@ class _CoalescedWrites:
             setattr(chan, name, self._flushing(getattr(chan, name)))
 
     def write(self, data: bytes, datatype: Any = None) -> None:
+        if self._chan.is_closing():
+            raise BrokenPipeError("channel not open for sending")  # as the channel says
         if datatype is not None:
             self.flush()
             self._write(data, datatype)
@@ -154,9 +168,10 @@ class HomeJail(asyncssh.SFTPServer):
         folder, name = os.path.split(local)
         part = os.path.join(folder, PART_PREFIX + secrets.token_hex(6).encode() + b"-" + name)
         transfer = _Transfer(part, "w+b", shown, final=local)
+        self._track(transfer)
         if attrs.permissions is not None:
-            os.chmod(part, attrs.permissions & 0o777)
-        return self._track(transfer)
+            os.fchmod(transfer.fileno(), attrs.permissions & 0o777)
+        return transfer
 
     def _track(self, transfer: _Transfer) -> _Transfer:
         self._open.add(transfer)
@@ -165,7 +180,9 @@ class HomeJail(asyncssh.SFTPServer):
     def read(self, file_obj: object, offset: int, size: int) -> bytes:
         assert isinstance(file_obj, _Transfer)
         file_obj.seek(offset)
-        data = file_obj.read(size)
+        # A client may ask for up to 4 GiB in one read: short reads are allowed, memory
+        # for whatever a client asks is not.
+        data = file_obj.read(min(size, MAX_READ))
         file_obj.read_bytes += len(data)
         self._on_bytes(len(data), 0)
         return data
@@ -175,18 +192,30 @@ class HomeJail(asyncssh.SFTPServer):
         if file_obj.final is None:  # a file opened in place: still refused when read-only
             self._writable()
         file_obj.seek(offset)
-        file_obj.write(data)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[file_obj.write(view) or 0:]
+        except OSError:
+            file_obj.failed = True  # a part with a hole is never put in place
+            raise
         file_obj.written_bytes += len(data)
         self._on_bytes(0, len(data))
         return len(data)
 
     def close(self, file_obj: object) -> None:
         assert isinstance(file_obj, _Transfer)
-        if self.channel.is_closing():
-            # Not the client's close: the session is being torn down (a lost link) with
-            # the file still open. Left for exit() below, which discards an upload.
+        if self.channel.is_closing() or self._receiving_ended():
+            # Not the client's close: the session is being torn down (a lost link, or the
+            # client's end of the channel gone) with the file still open. Left for exit()
+            # below, which discards an upload.
             return
         self._open.discard(file_obj)
+        if file_obj.final is not None and file_obj.failed:
+            self._discard(file_obj)
+            self._on_transfer("upload", file_obj.shown, file_obj.written_bytes,
+                              "failed: a write failed")
+            raise asyncssh.SFTPFailure("upload not completed: a write failed")
         try:
             if file_obj.final is not None:
                 # Complete: on disk first, then in place of the target in one rename.
@@ -205,6 +234,11 @@ class HomeJail(asyncssh.SFTPServer):
             self._on_transfer("upload", file_obj.shown, file_obj.written_bytes, "ok")
         elif file_obj.read_bytes:
             self._on_transfer("download", file_obj.shown, file_obj.read_bytes, "ok")
+
+    def _receiving_ended(self) -> bool:
+        # The client sent EOF: what it had to send has all arrived, and a file it never
+        # closed was not finished.
+        return getattr(self.channel, "_recv_state", "open") != "open"
 
     def _discard(self, transfer: _Transfer) -> None:
         transfer.close()
@@ -260,7 +294,7 @@ class HomeJail(asyncssh.SFTPServer):
 
     def mkdir(self, path: bytes, attrs: SFTPAttrs) -> None:
         self._writable()
-        super().mkdir(path, attrs)
+        super().mkdir(path, _tamed(attrs))
 
     def rmdir(self, path: bytes) -> None:
         self._writable()
@@ -268,25 +302,35 @@ class HomeJail(asyncssh.SFTPServer):
 
     def setstat(self, path: bytes, attrs: SFTPAttrs) -> None:
         self._writable()
-        super().setstat(path, attrs)
+        super().setstat(path, _tamed(attrs))
 
     def lsetstat(self, path: bytes, attrs: SFTPAttrs) -> None:
         self._writable()
-        super().lsetstat(path, attrs)
+        super().lsetstat(path, _tamed(attrs))
 
     def fsetstat(self, file_obj: object, attrs: SFTPAttrs) -> None:
         self._writable()
-        super().fsetstat(file_obj, attrs)
+        super().fsetstat(file_obj, _tamed(attrs))
 
     def symlink(self, oldpath: bytes, newpath: bytes) -> None:
+        # The target is stored as the absolute local path it names inside the home, folded
+        # lexically (no `..` left): such a link cannot be made to point elsewhere later by
+        # moving it or swapping a folder in its path.
         self._writable()
-        self._map_link(newpath)
-        super().symlink(oldpath, newpath)
+        new = self._map_link(newpath)
+        folder = posixpath.dirname(posixpath.normpath(posixpath.join(b"/", newpath)))
+        virtual = posixpath.normpath(posixpath.join(folder, oldpath))
+        target = posixpath.join(self._root, virtual.lstrip(b"/")) if virtual != b"/" \
+            else self._root
+        os.symlink(target, new)
 
     def link(self, oldpath: bytes, newpath: bytes) -> None:
         self._writable()
         self._map_link(newpath)
         super().link(oldpath, newpath)
+
+    def open56(self, path: bytes, desired_access: int, flags: int, attrs: SFTPAttrs) -> object:
+        raise asyncssh.SFTPOpUnsupported("use SFTP version 3")
 
     async def scandir(self, path: bytes):  # type: ignore[no-untyped-def, override]
         # Parts of uploads under way are not files yet: listings do not show them.

@@ -110,6 +110,7 @@ class FileServer(SshFront):
         ))
 
     def _config_changed(self, *args: Any) -> None:
+        self._end_revoked_sessions()
         # New host keys (a rotation, or the cluster's keys replacing a fresh node's): new
         # connections are offered them; open ones keep theirs.
         if self.state.cluster.file_host_keys != self._host_keys and self._listener:
@@ -127,8 +128,10 @@ class FileServer(SshFront):
 
     def _jail(self, chan: asyncssh.SSHServerChannel) -> HomeJail:
         server: GuardedSSHServer = chan.get_connection().get_owner()
-        user = self.find_user(server.username) or server.user
-        assert user is not None
+        user = self.find_user(server.username)
+        if user is None:  # removed since this connection logged in
+            raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
+                                            "this account no longer exists")
         session = self._session_of(server)
 
         def transferred(event: str, path: str, size: int, result: str) -> None:
@@ -164,6 +167,18 @@ class FileServer(SshFront):
 
     def _failure(self, server: GuardedSSHServer, username: str, method: str) -> None:
         self._audit("login_failed", user=username, address=server.peer, method=method)
+
+    def _end_revoked_sessions(self) -> None:
+        """A user removed, or whose password, keys or access changed, is logged out: the
+        change means the old way in no longer holds."""
+        for server in list(self.connections):
+            if not server.authenticated or server.user is None or server.conn is None:
+                continue
+            now = self.find_user(server.username)
+            if now != server.user:
+                server.conn.disconnect(asyncssh.DISC_BY_APPLICATION,
+                                       "your account was changed by an administrator: "
+                                       "log in again")
 
     def kill(self, session_id: str) -> bool:
         session = self.sessions.get(session_id)

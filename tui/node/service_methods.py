@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import math
 import time
 from typing import Any
 
@@ -139,6 +140,8 @@ async def bans_add(ctx: CallContext, p: Params) -> dict[str, Any]:
         ban = Ban(address=str(ipaddress.ip_address(raw["address"])), until=float(raw["until"]),
                   reason=str(raw["reason"]), origin=str(raw["origin"]),
                   since=float(raw.get("since", time.time())))
+        if not (math.isfinite(ban.until) and math.isfinite(ban.since)):
+            raise ValueError("not a time")
     except (KeyError, TypeError, ValueError):
         raise RpcError(INVALID_PARAMS, "ban must have address, until, reason and origin",
                        {"field": "ban"}) from None

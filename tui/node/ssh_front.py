@@ -48,6 +48,16 @@ def strong_kex_algs() -> list[str]:
     return [alg.decode("ascii") for alg in get_default_kex_algs() if b"sha1" not in alg]
 
 
+class _Slot:
+    """One accepted socket's place among the unauthenticated ones, given back once."""
+
+    __slots__ = ("address", "released")
+
+    def __init__(self, address: str):
+        self.address = address
+        self.released = False
+
+
 class GuardedSSHServer(asyncssh.SSHServer):
     """One connection's login, on either port; ``front.find_user`` says who may log in."""
 
@@ -60,10 +70,15 @@ class GuardedSSHServer(asyncssh.SSHServer):
         self.user: User | None = None
         self.failures = 0
         self.authenticated = False
+        self.slot: _Slot | None = None
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
-        peer = conn.get_extra_info("peername") or ("?", 0)
+        # The address the door admitted (and counted) this socket under: a peer that reset
+        # the connection at once has no peer name any more.
+        sock = conn.get_extra_info("socket")
+        self.slot = self.front.slot_of(sock)
+        peer = conn.get_extra_info("peername") or (self.slot.address if self.slot else "?", 0)
         self.peer, self.peer_port = peer[0], peer[1]
         self.front.track(self)
 
@@ -87,7 +102,7 @@ class GuardedSSHServer(asyncssh.SSHServer):
         return True
 
     async def validate_password(self, username: str, password: str) -> bool:
-        if self.failures >= MAX_AUTH_ATTEMPTS:
+        if self.failures >= MAX_AUTH_ATTEMPTS or self.front.is_banned(self.peer):
             return False
         user = self.front.find_user(username)
         known = user is not None and bool(user.password_hash)
@@ -104,6 +119,8 @@ class GuardedSSHServer(asyncssh.SSHServer):
         return True
 
     def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        if self.front.is_banned(self.peer):
+            return False
         user = self.front.find_user(username)
         if user is not None:
             for line in user.authorized_keys:
@@ -150,6 +167,7 @@ class SshFront:
         self._conn_tasks: set[asyncio.Task[None]] = set()
         self._options: asyncssh.SSHServerConnectionOptions | None = None
         self._unauthenticated: dict[str, int] = {}
+        self._slots: dict[int, _Slot] = {}  # by socket fd, until the connection is made
         self._refusals = 0
         self._quiet_log = QuietLog(log, QUIET_LOG_INTERVAL_S)
         self.on_login: list[Callable[[GuardedSSHServer], None]] = []
@@ -235,7 +253,9 @@ class SshFront:
             self._spawn(self._refuse(sock, address, reason))
             return
         self._unauthenticated[address] = waiting + 1
-        self._spawn(self._hand_over(sock, address))
+        slot = _Slot(address)
+        self._slots[sock.fileno()] = slot
+        self._spawn(self._hand_over(sock, slot))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -258,18 +278,33 @@ class SshFront:
 
     server_version = "mft"  # what the refusal's version line says; set by each service
 
-    async def _hand_over(self, sock: socket.socket, address: str) -> None:
+    async def _hand_over(self, sock: socket.socket, slot: _Slot) -> None:
         """Run SSH on the accepted socket, as asyncssh's own listener would: one shared
-        options object (run_server would copy it, in a thread, for every connection)."""
+        options object (run_server would copy it, in a thread, for every connection).
+        The socket's slot is given back when it logs in, or at the latest when it closes."""
+        fd = sock.fileno()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         loop = asyncio.get_running_loop()
         try:
-            await loop.connect_accepted_socket(
+            _, conn = await loop.connect_accepted_socket(
                 lambda: asyncssh.SSHServerConnection(loop, self._options), sock)
+            self._slots.pop(fd, None)
+            await conn.wait_closed()
         except OSError as exc:
-            log.debug("%s: connection from %s failed at once: %s", self.name, address, exc)
-            self._settled(address)
+            log.debug("%s: connection from %s failed at once: %s", self.name, slot.address,
+                      exc)
             sock.close()
+        finally:
+            self._slots.pop(fd, None)
+            self._release(slot)
+
+    def slot_of(self, sock: socket.socket | None) -> _Slot | None:
+        return self._slots.get(sock.fileno()) if sock is not None else None
+
+    def _release(self, slot: _Slot | None) -> None:
+        if slot is not None and not slot.released:
+            slot.released = True
+            self._settled(slot.address)
 
     def _settled(self, address: str) -> None:
         """The connection from ``address`` is no longer waiting to log in."""
@@ -292,14 +327,13 @@ class SshFront:
         if server not in self.connections:
             return
         self.connections.discard(server)
-        if not server.authenticated:
-            self._settled(server.peer)
-        else:
+        self._release(server.slot)
+        if server.authenticated:
             for listener in self.on_logout:
                 listener(server)
 
     def logged_in(self, server: GuardedSSHServer) -> None:
-        self._settled(server.peer)
+        self._release(server.slot)
         log.info("%s: %s %s logged in from %s", self.name, self.service, server.username,
                  server.peer)
         for listener in self.on_login:
@@ -314,9 +348,18 @@ class SshFront:
             listener(server, username, method)
         if not for_autoban or self.bans is None:
             return
-        if self.bans.failed(server.peer) and server.conn:
-            server.conn.disconnect(asyncssh.DISC_HOST_NOT_ALLOWED_TO_CONNECT,
-                                   "too many failed logins from your address: banned")
+        self.bans.failed(server.peer)  # a ban reached closes the address's other logins
+
+    def is_banned(self, address: str) -> bool:
+        return self.bans is not None and self.bans.banned(address) is not None
+
+    def drop_unauthenticated(self, address: str) -> None:
+        """A ban holds at once: connections from the address still logging in are closed
+        (those logged in before the ban keep their session)."""
+        for server in list(self.connections):
+            if server.peer == address and not server.authenticated and server.conn:
+                server.conn.disconnect(asyncssh.DISC_HOST_NOT_ALLOWED_TO_CONNECT,
+                                       "too many failed logins from your address: banned")
 
     async def stop(self) -> None:
         if self._accept_task:

@@ -87,7 +87,7 @@ def _home_dir(p: Params) -> str | None:
     if home is None:
         return None
     normal = posixpath.normpath(home)
-    if (not home or home.startswith("/") or normal == ".." or normal.startswith("../")
+    if (not home or home.startswith("/") or normal in ("..", ".") or normal.startswith("../")
             or "\0" in home):
         raise RpcError(INVALID_PARAMS, "home_dir is a folder under the storage root, "
                                        "relative, without '..'", {"field": "home_dir"})
