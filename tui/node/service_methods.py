@@ -123,11 +123,13 @@ async def bans_lift(ctx: CallContext, p: Params) -> dict[str, Any]:
     p.done()
     runtime = _runtime(ctx)
     lifted = runtime.bans.lift(address, relay=relay)
-    if not lifted and relay:
-        raise RpcError(NOT_FOUND, f"{address} is not banned", {"field": "address"})
+    if not lifted and relay and runtime.relay is not None:
+        # Not banned here (the ban may never have reached this node): the members that
+        # hold it are told all the same.
+        runtime.relay.lifted(address)
     if lifted and runtime.audit is not None:
         runtime.audit.write("unban", address=address, by=f"{ctx.username}@{ctx.peer_address}")
-    return {"lifted": address if lifted else None}
+    return {"lifted": address, "held_here": lifted}
 
 
 @method("bans.add")
