@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -165,3 +166,35 @@ async def wait_until(predicate, timeout: float = 5.0, step: float = 0.02) -> Non
             return
         await asyncio.sleep(step)
     raise AssertionError("condition not reached in time")
+
+
+def file_port(node: Node) -> int:
+    """The port of a node process's file service (from its 'listening on' log line)."""
+    return int(node.extra["file_port"])  # type: ignore[arg-type]
+
+
+async def file_login(node: Node, user: str, password: str, source: str = "127.0.0.1") -> Any:
+    """A real SSH client's password login to the file port, from ``source`` (the test
+    plays the file user; its host key is not checked: a test client)."""
+    import asyncssh
+    return await asyncssh.connect(node.host, file_port(node), username=user,
+                                  password=password, known_hosts=None, client_keys=None,
+                                  agent_path=None, preferred_auth="password",
+                                  local_addr=(source, 0), connect_timeout=10,
+                                  login_timeout=10)
+
+
+async def login_outcome(node: Node, user: str, password: str, source: str) -> str:
+    """What became of one login: "in", "refused" (wrong password) or "dropped" (closed
+    before it could try: a banned address, or one over its share of logins)."""
+    import asyncio
+
+    import asyncssh
+    try:
+        conn = await file_login(node, user, password, source)
+    except asyncssh.PermissionDenied:
+        return "refused"
+    except (OSError, asyncssh.Error, asyncio.TimeoutError):
+        return "dropped"
+    conn.close()
+    return "in"

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_file_service import ALICE_PASSWORD, file_port, sftp
+from tests.integration.test_file_service import ALICE_PASSWORD, sftp
 from tests.support import (
     Node,
     add_server,
     connect,
+    file_port,
+    login_outcome,
     require_tool,
     start_node_process,
     stop_node_process,
@@ -118,19 +120,7 @@ async def wait_until_version(client, version: int, timeout: float = 10.0) -> Non
 
 async def wrong_login(node: Node, source: str, password: str = "guess-guess-guess") -> str:
     """One password guess with a real SSH client; what became of it."""
-    import asyncssh
-    try:
-        conn = await asyncssh.connect(node.host, file_port(node), username="alice",
-                                      password=password, known_hosts=None,  # a test client
-                                      local_addr=(source, 0), client_keys=None,
-                                      agent_path=None, preferred_auth="password",
-                                      connect_timeout=10, login_timeout=10)
-    except asyncssh.PermissionDenied:
-        return "refused"
-    except (OSError, asyncssh.Error, asyncio.TimeoutError):
-        return "dropped"
-    conn.close()
-    return "in"
+    return await login_outcome(node, "alice", password, source)
 
 
 def failures_logged(node: Node, source: str) -> int:

@@ -18,6 +18,8 @@ from tests.integration.test_openssh import client_env, common_options
 from tests.support import (
     Node,
     connect,
+    file_login,
+    file_port,
     require_tool,
     start_node_process,
     stop_node_process,
@@ -28,10 +30,6 @@ pytestmark = pytest.mark.openssh
 ALICE_PASSWORD = "alice-Secret-pass-1"
 CLIENT_TIMEOUT_S = 30
 PASSWORD_ONLY = ["-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no"]
-
-
-def file_port(node: Node) -> int:
-    return int(node.extra["file_port"])  # type: ignore[arg-type]
 
 
 def sftp(tmp_path: Path, node: Node, *commands: str, user: str = "alice",
@@ -226,9 +224,7 @@ async def test_an_upload_appears_whole_or_not_at_all(node: Node, tmp_path: Path)
     target.write_bytes(b"old contents\n")
 
     async def session() -> tuple[asyncssh.SSHClientConnection, asyncssh.SFTPClient]:
-        conn = await asyncssh.connect(node.host, file_port(node), username="alice",
-                                      password=ALICE_PASSWORD, known_hosts=None,  # a test
-                                      client_keys=None, agent_path=None)
+        conn = await file_login(node, "alice", ALICE_PASSWORD)
         return conn, await conn.start_sftp_client()
 
     conn, client = await session()
@@ -289,10 +285,7 @@ async def test_connections_reset_at_once_do_not_use_up_the_address(node: Node,
 
 
 async def test_a_removed_user_is_logged_out(node: Node, tmp_path: Path) -> None:
-    import asyncssh
-    conn = await asyncssh.connect(node.host, file_port(node), username="bob",
-                                  password=ALICE_PASSWORD, known_hosts=None,  # a test client
-                                  client_keys=None, agent_path=None)
+    conn = await file_login(node, "bob", ALICE_PASSWORD)
     client = await conn.start_sftp_client()
     await client.listdir(".")
     async with await connect(node, tmp_path) as admin:

@@ -15,6 +15,8 @@ from tests.support import (
     Node,
     add_server,
     connect,
+    file_login,
+    login_outcome,
     start_node_process,
     stop_node_process,
     wait_until,
@@ -513,10 +515,6 @@ def file_node(tmp_path: Path) -> Iterator[Node]:
     stop_node_process(node)
 
 
-def file_port(node: Node) -> int:
-    return int(node.extra["file_port"])  # type: ignore[arg-type]
-
-
 async def rpc(node: Node, tmp_path: Path, method: str, params: dict | None = None) -> Any:
     async with await connect(node, tmp_path) as client:
         return await client.call(method, params or {})
@@ -526,27 +524,9 @@ async def file_users(node: Node, tmp_path: Path) -> dict[str, dict[str, Any]]:
     return {u["name"]: u for u in (await rpc(node, tmp_path, "users.list"))["users"]}
 
 
-async def log_in(node: Node, user: str, password: str, source: str = "127.0.0.1") -> Any:
-    """A real SFTP client's login to the file port (the test plays the file user)."""
-    import asyncssh
-    return await asyncssh.connect(node.host, file_port(node), username=user,
-                                  password=password, known_hosts=None, client_keys=None,
-                                  agent_path=None, preferred_auth="password",
-                                  local_addr=(source, 0), connect_timeout=10,
-                                  login_timeout=10)
-
-
 async def guess(node: Node, source: str) -> str:
     """One wrong password from ``source``: refused, or dropped once it is banned."""
-    import asyncssh
-    try:
-        conn = await log_in(node, "alice", "not-the-password", source)
-    except asyncssh.PermissionDenied:
-        return "refused"
-    except (OSError, asyncssh.Error, asyncio.TimeoutError):
-        return "dropped"
-    conn.close()
-    return "in"
+    return await login_outcome(node, "alice", "not-the-password", source)
 
 
 def on_screen(app: MftApp, name: str) -> bool:
@@ -644,10 +624,10 @@ async def test_users_screen_adds_changes_and_removes_file_users(file_node: Node,
         await fill(pilot, app, "new-password", "carol-New-pass-2")
         await pilot.press("enter")
         await wait_until(lambda: notified(app, "password of carol set"), 10.0)
-        async with await log_in(node, "carol", "carol-New-pass-2"):
+        async with await file_login(node, "carol", "carol-New-pass-2"):
             pass
         with pytest.raises(asyncssh.PermissionDenied):
-            await log_in(node, "carol", FILE_PASSWORD)
+            await file_login(node, "carol", FILE_PASSWORD)
         # Read-only on, then off again.
         await wait_until(lambda: on_screen(app, "UsersScreen"))
         select(app, "#users", "carol")
@@ -696,7 +676,7 @@ async def test_sessions_screen_shows_a_live_session_and_ends_it(file_node: Node,
         await wait_until(lambda: on_screen(app, "SessionsScreen"))
         await wait_until(lambda: "no open file sessions" in text_of(app, "#sessions-summary"),
                          5.0)
-        conn = await log_in(node, "alice", FILE_PASSWORD)
+        conn = await file_login(node, "alice", FILE_PASSWORD)
         await conn.start_sftp_client()
         address, port = conn.get_extra_info("sockname")[:2]
         await wait_until(lambda: len(cells(app, "#sessions")) == 1, 5.0)
@@ -736,7 +716,7 @@ async def test_bans_screen_shows_a_ban_and_lifts_it(file_node: Node, tmp_path: P
         await wait_until(lambda: cells(app, "#bans") == {}, 5.0)
         assert notified(app, "lifted the ban of 127.0.0.2")
         assert (await rpc(node, tmp_path, "bans.list"))["bans"] == []
-    async with await log_in(node, "alice", FILE_PASSWORD, "127.0.0.2"):
+    async with await file_login(node, "alice", FILE_PASSWORD, "127.0.0.2"):
         pass  # let in again
 
 
@@ -744,7 +724,7 @@ async def test_audit_screen_lists_logins_and_uploads(file_node: Node, tmp_path: 
     import asyncssh
     node = file_node
     await rpc(node, tmp_path, "users.add", {"name": "alice", "password": FILE_PASSWORD})
-    async with await log_in(node, "alice", FILE_PASSWORD) as conn:
+    async with await file_login(node, "alice", FILE_PASSWORD) as conn:
         async with conn.start_sftp_client() as sftp:
             async with sftp.open("hello.txt", "w") as f:
                 await f.write("hello")
@@ -772,7 +752,7 @@ async def test_audit_screen_lists_logins_and_uploads(file_node: Node, tmp_path: 
         await wait_until(lambda: len(cells(app, "#audit")) == len(rows))
         # What happens later shows on reload, on top.
         with pytest.raises(asyncssh.PermissionDenied):
-            await log_in(node, "alice", "not-the-password")
+            await file_login(node, "alice", "not-the-password")
         await pilot.press("r")
         await wait_until(lambda: next(iter(cells(app, "#audit").values()))[1]
                          == "login_failed", 5.0)
