@@ -8,6 +8,7 @@ invalidating stored hashes. Pure computation; callers on an event loop run
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import os
@@ -88,8 +89,11 @@ def verify_password(password: str, encoded: str) -> bool:
     return hmac.compare_digest(candidate, digest)
 
 
+@functools.lru_cache(maxsize=8)
 def dummy_hash(log_n: int = DEFAULT_LOG_N) -> str:
-    """A hash no password matches, verified for unknown users so timing hides which names exist."""
+    """A hash no password matches, verified for unknown users so timing hides which names exist.
+    One per cost and process: the admin and file ports share it (each costs a good part of
+    a second to make, at start-up)."""
     return hash_password(secrets.token_urlsafe(32), log_n)
 
 
