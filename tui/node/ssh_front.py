@@ -26,6 +26,7 @@ from .auth import PasswordVerifier
 from .bans import BanList
 from .gate import refuse
 from .quietlog import QuietLog
+from .ssh_wire import NodeSSHConnection
 
 log = logging.getLogger("mft.node")
 
@@ -287,7 +288,7 @@ class SshFront:
         loop = asyncio.get_running_loop()
         try:
             _, conn = await loop.connect_accepted_socket(
-                lambda: asyncssh.SSHServerConnection(loop, self._options), sock)
+                lambda: NodeSSHConnection(loop, self._options), sock)
             self._slots.pop(fd, None)
             await conn.wait_closed()
         except OSError as exc:
