@@ -101,6 +101,20 @@ async def test_every_cipher_round_trips_bytes_through_client_rekeys(node: Node,
         assert (local / back).read_bytes() == payload, cipher
 
 
+async def test_a_large_upload_written_behind_lands_whole(node: Node, tmp_path: Path) -> None:
+    """17 MiB: flushed to disk twice while it arrives (every 8 MiB), then once more at the
+    close, before the rename."""
+    local = tmp_path / "local"
+    local.mkdir()
+    payload = os.urandom(17 * 1024 * 1024 + 3)
+    (local / "big.bin").write_bytes(payload)
+    result = sftp(tmp_path, node, "put big.bin big.bin", cwd=local)
+    assert result.returncode == 0, result.stderr
+    stored = home(node, "alice") / "big.bin"
+    assert digest(stored) == hashlib.sha256(payload).hexdigest()
+    assert not [p for p in stored.parent.iterdir() if p.name.startswith(".mft-part-")]
+
+
 async def test_sftp_batch_of_every_common_command_round_trips_bytes(node: Node,
                                                                    tmp_path: Path) -> None:
     local = tmp_path / "local"

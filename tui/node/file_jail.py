@@ -8,13 +8,17 @@ remove, rename).
 
 Uploads are written to a hidden part file in the same folder and renamed over the target
 when the client closes it, so a reader on another node never sees half a file; an upload
-cut off by a lost connection leaves the target untouched and its part file removed.
+cut off by a lost connection leaves the target untouched and its part file removed. The
+part is on disk before the rename: written behind the upload as it arrives (in a thread,
+every ``WRITE_BEHIND`` bytes), so the close waits only for the tail.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import io
+from concurrent.futures import Future, ThreadPoolExecutor
 import os
 import posixpath
 import secrets
@@ -26,6 +30,9 @@ from asyncssh import SFTPAttrs
 
 PART_PREFIX = b".mft-part-"
 MAX_READ = 256 * 1024
+WRITE_BEHIND = 8 * 1024 * 1024  # an upload's bytes between flushes to disk while it arrives
+# Disk flushes of uploads, off the event loop; a few threads are enough to keep the disks busy.
+_FLUSHES = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mft-upload-flush")
 _WRITE_FLAGS = (asyncssh.FXF_WRITE | asyncssh.FXF_CREAT | asyncssh.FXF_TRUNC
                 | asyncssh.FXF_APPEND)
 
@@ -61,6 +68,42 @@ class _Transfer(io.FileIO):
         self.read_bytes = 0
         self.written_bytes = 0
         self.failed = False
+        self._unflushed = 0
+        self._flushing: Future[None] | None = None
+
+    def wrote(self, count: int) -> None:
+        self.written_bytes += count
+        self._unflushed += count
+        if self._unflushed >= WRITE_BEHIND and (self._flushing is None
+                                                or self._flushing.done()):
+            self._unflushed = 0
+            self._flush_behind()
+
+    def _flush_behind(self) -> None:
+        # On a duplicate of the descriptor, which the thread closes: the file may be closed
+        # (an upload discarded) while the flush runs, and its number reused by another.
+        previous, fd = self._flushing, os.dup(self.fileno())
+        self._flushing = _FLUSHES.submit(_flush_and_close, fd)
+        if previous is not None and previous.exception() is not None:
+            self.failed = True  # the kernel reports a lost write once: keep it
+
+    async def on_disk(self) -> None:
+        """Every byte written so far is on disk; OSError when one could not be written."""
+        if self._flushing is not None:
+            try:
+                await asyncio.wrap_future(self._flushing)
+            except OSError:
+                self.failed = True
+        await asyncio.get_running_loop().run_in_executor(_FLUSHES, os.fsync, self.fileno())
+        if self.failed:
+            raise OSError(errno.EIO, "a write to disk failed")
+
+
+def _flush_and_close(fd: int) -> None:
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
 
 
 class _CoalescedWrites:
@@ -199,11 +242,14 @@ class HomeJail(asyncssh.SFTPServer):
         except OSError:
             file_obj.failed = True  # a part with a hole is never put in place
             raise
-        file_obj.written_bytes += len(data)
+        if file_obj.final is None:
+            file_obj.written_bytes += len(data)
+        else:
+            file_obj.wrote(len(data))
         self._on_bytes(0, len(data))
         return len(data)
 
-    def close(self, file_obj: object) -> None:
+    async def close(self, file_obj: object) -> None:
         assert isinstance(file_obj, _Transfer)
         if self.channel.is_closing() or self._receiving_ended():
             # Not the client's close: the session is being torn down (a lost link, or the
@@ -219,7 +265,7 @@ class HomeJail(asyncssh.SFTPServer):
         try:
             if file_obj.final is not None:
                 # Complete: on disk first, then in place of the target in one rename.
-                os.fsync(file_obj.fileno())
+                await file_obj.on_disk()
                 file_obj.close()
                 os.replace(file_obj.name, file_obj.final)
         except OSError as exc:
