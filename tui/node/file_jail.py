@@ -106,57 +106,10 @@ def _flush_and_close(fd: int) -> None:
         os.close(fd)
 
 
-class _CoalescedWrites:
-    """Replies written in one turn of the event loop leave as one channel write.
-
-    OpenSSH's sftp asks for 32 KiB per read and takes packets of at most 32 KiB, so each
-    data reply (13 header bytes more) written on its own leaves as a full packet and a tiny
-    one; SSH's per-packet cost is most of a transfer's. Gathered, the replies fill whole
-    packets, as sshd's byte stream does.
-    """
-
-    def __init__(self, chan: asyncssh.SSHServerChannel):
-        self._chan = chan
-        self._write = chan.write
-        self._pending = bytearray()
-        self._scheduled = False
-        chan.write = self.write  # type: ignore[method-assign]
-        for name in ("write_eof", "close", "exit"):
-            setattr(chan, name, self._flushing(getattr(chan, name)))
-
-    def write(self, data: bytes, datatype: Any = None) -> None:
-        if self._chan.is_closing():
-            raise BrokenPipeError("channel not open for sending")  # as the channel says
-        if datatype is not None:
-            self.flush()
-            self._write(data, datatype)
-            return
-        self._pending += data
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
-
-    def flush(self) -> None:
-        self._scheduled = False
-        if self._pending:
-            data, self._pending = bytes(self._pending), bytearray()
-            try:
-                self._write(data)
-            except OSError:  # the channel closed meanwhile: nobody to send it to
-                pass
-
-    def _flushing(self, method: Callable[..., Any]) -> Callable[..., Any]:
-        def flushed(*args: Any, **kwargs: Any) -> Any:
-            self.flush()
-            return method(*args, **kwargs)
-        return flushed
-
-
 class HomeJail(asyncssh.SFTPServer):
     def __init__(self, chan: asyncssh.SSHServerChannel, home: str, read_only: bool,
                  on_transfer: TransferHook | None = None,
                  on_bytes: Callable[[int, int], None] | None = None):
-        _CoalescedWrites(chan)
         os.makedirs(home, exist_ok=True)
         root = os.path.realpath(home).encode()
         super().__init__(chan, chroot=root)

@@ -13,11 +13,14 @@ the cipher than in it:
   apart from its tag only to be joined again before it is sent. The object is kept, and
   header, ciphertext and tag leave as they come out.
 
-``seal`` returns the pieces of a packet as they go on the wire, so the sender can join a
-burst of packets once.
+``seal`` takes a packet in pieces (chacha20 encrypts them one by one, no copy to join them)
+and returns it as pieces, so the sender joins a burst of packets once.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Union
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher
@@ -25,6 +28,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.ciphers.algorithms import ChaCha20
 from cryptography.hazmat.primitives.poly1305 import Poly1305
 
+Buffer = Union[bytes, bytearray, memoryview]
 _CTR_0 = bytes(8)  # OpenSSH's chacha20-poly1305: a 64-bit block counter, then the nonce
 _ZERO_BLOCK = bytes(64)
 _POLY1305_KEY_LEN = 32
@@ -45,20 +49,22 @@ class ChachaPoly:
         return Cipher(ChaCha20(self._header_key, _CTR_0 + nonce), None).encryptor() \
             .update(header)
 
-    def seal(self, seq: int, header: bytes, packet: bytes) -> tuple[bytes, bytes, bytes]:
+    def seal(self, seq: int, header: bytes, pieces: Sequence[Buffer]) -> list[bytes]:
+        """The packet (``pieces`` joined) encrypted, as pieces: length, body..., tag."""
         nonce = seq.to_bytes(8, "big")
         stream, mac_key = self._payload_stream(nonce)
-        header = self._header(header, nonce)
-        body = stream.update(packet)
+        sealed = [self._header(header, nonce)]
+        sealed += [stream.update(piece) for piece in pieces]  # a stream: no need to join
         mac = Poly1305(mac_key)
-        mac.update(header)
-        mac.update(body)
-        return header, body, mac.finalize()
+        for piece in sealed:
+            mac.update(piece)
+        sealed.append(mac.finalize())
+        return sealed
 
     # -- asyncssh's Encryption interface ---------------------------------------------------
 
     def encrypt_packet(self, seq: int, header: bytes, packet: bytes) -> tuple[bytes, bytes]:
-        header, body, tag = self.seal(seq, header, packet)
+        header, body, tag = self.seal(seq, header, (packet,))
         return header + body, tag
 
     def decrypt_header(self, seq: int, first_block: bytes,
@@ -91,8 +97,9 @@ class AesGcm:
         self._invocation = (self._invocation + 1) & 0xFFFFFFFFFFFFFFFF
         return iv
 
-    def seal(self, seq: int, header: bytes, packet: bytes) -> tuple[bytes, bytes]:
-        return header, self._aead.encrypt(self._next_iv(), packet, header)  # body + tag
+    def seal(self, seq: int, header: bytes, pieces: Sequence[Buffer]) -> list[bytes]:
+        packet = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        return [header, self._aead.encrypt(self._next_iv(), packet, header)]  # body + tag
 
     def encrypt_packet(self, seq: int, header: bytes, packet: bytes) -> tuple[bytes, bytes]:
         sealed = self._aead.encrypt(self._next_iv(), packet, header)

@@ -197,7 +197,8 @@ class SshFront:
                     server_version=self.server_version, kex_algs=strong_kex_algs(),
                     login_timeout=LOGIN_TIMEOUT_S, keepalive_interval=KEEPALIVE_INTERVAL_S,
                     keepalive_count_max=KEEPALIVE_COUNT_MAX, agent_forwarding=False,
-                    allow_pty=False, x11_forwarding=False, encoding=None) | options
+                    allow_pty=False, line_editor=False, x11_forwarding=False,
+                    encoding=None) | options
 
     def _cost_of_hashes(self) -> int:
         """The dummy hash must cost what the dearest real one does, or timing tells names

@@ -11,10 +11,12 @@ limit), and asyncssh 2.24's cost is mostly around each packet rather than in the
 
 Here, once the connection is keyed with an AEAD cipher and logged in, channel data and
 window adjustments are sealed at once, in order, and the packets sealed in one turn of
-the event loop leave in one socket write. Every other packet (key exchange, auth, channel
-requests, close, disconnect) first sends what is pending, then takes asyncssh's own path,
-so the byte stream keeps asyncssh's order. A rekey due, compression on, or a non-AEAD
-cipher: asyncssh's path for every packet.
+the event loop leave in one socket write. A session channel's writes in one turn are
+packed into full packets and sealed straight from its send buffer (``NodeServerChannel``).
+Every other packet (key exchange, auth, channel requests, close, disconnect) first sends
+what is pending, then takes asyncssh's own path, so the byte stream keeps asyncssh's
+order. A rekey due, compression on, or a non-AEAD cipher: asyncssh's path for every
+packet.
 
 The send path reads asyncssh's connection state, which is not a public interface; it is
 used only on the asyncssh versions it was checked against (``VERIFIED_ASYNCSSH``), and
@@ -28,6 +30,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import asyncssh
@@ -37,14 +40,15 @@ from asyncssh.crypto.chacha import ChachaCipher
 from asyncssh.crypto.cipher import GCMCipher
 from asyncssh.encryption import ChachaEncryption, GCMEncryption
 
-from .ssh_ciphers import AesGcm, ChachaPoly
+from .ssh_ciphers import AesGcm, Buffer, ChachaPoly
 
 log = logging.getLogger(__name__)
 
 VERIFIED_ASYNCSSH = ("2.24.",)  # version prefixes whose internals the send path matches
 LEAN_PATH = asyncssh.__version__.startswith(VERIFIED_ASYNCSSH)
-_CHANNEL_TRAFFIC = frozenset({MSG_CHANNEL_WINDOW_ADJUST, MSG_CHANNEL_DATA,
-                              MSG_CHANNEL_EXTENDED_DATA})
+_CHANNEL_DATA = frozenset({MSG_CHANNEL_DATA, MSG_CHANNEL_EXTENDED_DATA})
+_CHANNEL_TRAFFIC = _CHANNEL_DATA | {MSG_CHANNEL_WINDOW_ADJUST}
+_PAD_POOL = 4096  # random padding drawn at once: one getrandom call per ~250 packets
 
 if not LEAN_PATH:
     log.info("asyncssh %s is not one the lean send path was checked against (%s): "
@@ -69,6 +73,13 @@ class NodeSSHConnection(asyncssh.SSHServerConnection):
         super().__init__(*args, **kwargs)
         self._burst: list[bytes] = []
         self._burst_due = False
+        self._pad = b""
+
+    def create_server_channel(self, *args: Any, **kwargs: Any) -> asyncssh.SSHServerChannel:
+        chan = super().create_server_channel(*args, **kwargs)
+        if LEAN_PATH:
+            chan.__class__ = NodeServerChannel  # the same object, with the lean flush below
+        return chan
 
     def send_newkeys(self, k: bytes, h: bytes) -> None:
         super().send_newkeys(k, h)
@@ -78,34 +89,43 @@ class NodeSSHConnection(asyncssh.SSHServerConnection):
 
     def send_packet(self, pkttype: int, *args: bytes,
                     handler: Any = None) -> None:
-        if pkttype in _CHANNEL_TRAFFIC and self._lean_ready():
-            self._seal(pkttype, args[0] if len(args) == 1 else b"".join(args), handler)
+        if pkttype in _CHANNEL_TRAFFIC and self.lean_ready():
+            self.seal(pkttype, args, handler)
             return
         self.flush_burst()
         super().send_packet(pkttype, *args, handler=handler)
 
-    def _lean_ready(self) -> bool:
+    def lean_ready(self) -> bool:
         return (self._kex_complete and self._auth_complete and self._compressor is None
                 and isinstance(self._send_encryption, (ChachaPoly, AesGcm))
                 and self._rekey_bytes_sent < self._rekey_bytes
                 and not (self._rekey_seconds and time.monotonic() >= self._rekey_time))
 
-    def _seal(self, pkttype: int, body: bytes, handler: Any) -> None:
+    def seal(self, pkttype: int, payload: Sequence[Buffer], handler: Any) -> None:
+        """Seal one packet whose payload (after its type) is ``payload`` joined."""
         # The framing of asyncssh's send_packet for an encrypt-then-MAC (AEAD) cipher:
         # padding length, type, payload, random padding to the block size (at least 4).
-        padlen = -(self._send_enchdrlen + 1 + len(body)) % self._send_blocksize
+        size = 1 + sum(len(piece) for piece in payload)
+        padlen = -(self._send_enchdrlen + size) % self._send_blocksize
         if padlen < 4:
             padlen += self._send_blocksize
-        packet = b"".join((bytes((padlen, pkttype)), body, os.urandom(padlen)))
         seq = self._send_seq
-        self._burst += self._send_encryption.seal(seq, len(packet).to_bytes(4, "big"), packet)
+        packet = (bytes((padlen, pkttype)), *payload, self._padding(padlen))
+        self._burst += self._send_encryption.seal(seq, (size + padlen + 1).to_bytes(4, "big"),
+                                                  packet)
         self._send_seq = (seq + 1) & 0xFFFFFFFF
-        self._rekey_bytes_sent += len(packet)
+        self._rekey_bytes_sent += size + padlen + 1
         if self.logger._debug_level >= 3:  # asyncssh logs packets only at level 3
-            (handler or self).log_sent_packet(pkttype, seq, bytes((pkttype,)) + body)
+            (handler or self).log_sent_packet(pkttype, seq, b"".join(packet[1:-1]))
         if not self._burst_due:
             self._burst_due = True
             asyncio.get_running_loop().call_soon(self.flush_burst)
+
+    def _padding(self, count: int) -> bytes:
+        if len(self._pad) < count:
+            self._pad = os.urandom(_PAD_POOL)
+        pad, self._pad = self._pad[:count], self._pad[count:]
+        return pad
 
     def flush_burst(self) -> None:
         """Send the packets sealed so far, as one write."""
@@ -114,3 +134,70 @@ class NodeSSHConnection(asyncssh.SSHServerConnection):
             data = b"".join(self._burst)
             self._burst.clear()
             self._send(data)
+
+
+class NodeServerChannel(asyncssh.SSHServerChannel):
+    """A session channel whose writes in one turn of the event loop leave together, packed
+    into full packets and sealed straight from the send buffer.
+
+    OpenSSH takes packets of at most 32 KiB, and an SFTP data reply is 13 bytes more than
+    the read it answers: sent write by write, as asyncssh does, each reply ends in a tiny
+    packet. asyncssh also copies each packet's data three times to frame it.
+    """
+
+    _conn: NodeSSHConnection
+    _flush_due = False  # a flush is scheduled for the end of this turn of the loop
+
+    def write(self, data: Any, datatype: Any = None) -> None:
+        if datatype is not None or self._encoding or self._send_state != "open" or not data:
+            super().write(data, datatype)
+            return
+        self._send_buf.append((bytearray(data), None))
+        self._send_buf_len += len(data)
+        if not self._flush_due:
+            self._flush_due = True
+            self._loop.call_soon(self._flush_deferred)
+
+    def _flush_deferred(self) -> None:
+        if self._flush_due:
+            self._flush_due = False
+            self._flush_send_buf()
+
+    def send_packet(self, pkttype: int, *args: bytes) -> None:
+        if self._flush_due and pkttype not in _CHANNEL_DATA:
+            self._flush_deferred()  # an exit status or EOF after the data written before it
+        super().send_packet(pkttype, *args)
+
+    def _flush_send_buf(self) -> None:
+        conn = self._conn
+        if self._send_chan is not None:
+            recipient = self._send_chan.to_bytes(4, "big")
+            while (self._send_buf and self._send_window and self._send_buf[0][1] is None
+                   and conn.lean_ready()):
+                self._seal_one(recipient, min(self._send_window, self._send_pktsize))
+        super()._flush_send_buf()  # what is left, if anything; pause, resume, EOF, close
+
+    def _seal_one(self, recipient: bytes, room: int) -> None:
+        """One packet of at most ``room`` bytes, from the front of the send buffer."""
+        parts: list[tuple[bytearray, int]] = []  # (buffer, bytes taken from its front)
+        taken = 0
+        for buf, datatype in self._send_buf:
+            if datatype is not None or taken == room:
+                break
+            count = min(room - taken, len(buf))
+            parts.append((buf, count))
+            taken += count
+        views = [memoryview(buf)[:count] for buf, count in parts]
+        try:
+            self._conn.seal(MSG_CHANNEL_DATA, (recipient, taken.to_bytes(4, "big"), *views),
+                            self)
+        finally:
+            for view in views:
+                view.release()  # before the buffers below shrink
+        for buf, count in parts:
+            if count == len(buf):
+                del self._send_buf[0]
+            else:
+                del buf[:count]
+        self._send_buf_len -= taken
+        self._send_window -= taken
