@@ -39,6 +39,10 @@ on a shared machine. Three sections, in this order (the servers are fresh for th
    transferred file is checked against the source's sha256. Both servers serve the same
    inode (hard links) from the same filesystem, and uploads land on that filesystem too.
 
+Sections 1 and 2 also measure a stock asyncssh SFTP server (``asyncssh.listen`` with
+``sftp_factory=True``, on 127.0.0.42): what the library the node is built on costs by
+itself.
+
 Targets (from the issue): download >= 0.9x sshd and upload >= 1.0x sshd with the client's
 default cipher; at most 5 ms server CPU per connection; at most 30 KiB per idle connection.
 """
@@ -185,6 +189,9 @@ class Server:
         except OSError:
             return "(no log)"
 
+    def close(self) -> None:
+        self.stop()
+
     def stop(self) -> None:
         """SIGTERM the server and whatever connection processes it still has."""
         for pid in reversed(process_tree(self.pid)):
@@ -308,6 +315,39 @@ def start_node(work: Path, public_line: str) -> Server:
     port = wait_for_log(process, log,
                         rf"file service listening on {re.escape(NODE_HOST)}:(\d+)", "node")
     return Server("node", NODE_HOST, port, FILE_USER, process, log, files, "",
+                  len(process_tree(process.pid)))
+
+
+STOCK_HOST = "127.0.0.42"
+STOCK_SERVER = """
+import asyncio, sys
+import asyncssh
+
+async def main(host, keys):
+    server = await asyncssh.listen(
+        host, 0, server_host_keys=[asyncssh.generate_private_key("ssh-ed25519")],
+        authorized_client_keys=keys, sftp_factory=True, encoding=None)
+    print(f"stock asyncssh listening on {host}:{server.get_port()}", flush=True)
+    await asyncio.Future()
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+def start_stock_asyncssh(work: Path, public_line: str) -> Server:
+    """A stock asyncssh SFTP server (``asyncssh.listen`` with ``sftp_factory=True``): what
+    the library costs on its own, next to the node that is built on it."""
+    work.mkdir(parents=True)
+    keys = work / "authorized_keys"
+    keys.write_text(public_line + "\n")
+    log = work / "stock.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-c", STOCK_SERVER, STOCK_HOST, str(keys)],
+                                   stdin=subprocess.DEVNULL, stdout=out,
+                                   stderr=subprocess.STDOUT, cwd=work)
+    port = wait_for_log(process, log,
+                        rf"listening on {re.escape(STOCK_HOST)}:(\d+)", "stock asyncssh")
+    return Server("asyncssh", STOCK_HOST, port, getpass.getuser(), process, log, work, "",
                   len(process_tree(process.pid)))
 
 
@@ -572,16 +612,19 @@ def bench(args: argparse.Namespace) -> int:
         work = Path(tmp)
         client = Client(work / "client_ed25519", work)
         public_line = keygen(client.key)
-        with running(work, public_line) as (node, sshd):
+        with running(work, public_line) as (node, sshd), \
+                contextlib.closing(start_stock_asyncssh(work / "stock", public_line)) as stock:
             servers = (node, sshd)
+            per_connection = (node, sshd, stock)
             results["negotiated"] = {s.name: client.negotiated(s) for s in servers}
             results["memory"] = {s.name: idle_memory(client, s, args.idle_conns, args.settle)
-                                 for s in servers}
-            results["background"] = {s.name: background_cpu_ms_per_s(s) for s in servers}
+                                 for s in per_connection}
+            results["background"] = {s.name: background_cpu_ms_per_s(s)
+                                     for s in per_connection}
             same_kex = ["-o", f"KexAlgorithms={SAME_KEX}"]
             results["cpu"] = {s.name: (cpu_per_connection(client, s, args.connects),
                                        cpu_per_connection(client, s, args.connects, same_kex))
-                              for s in servers}
+                              for s in per_connection}
             source = work / BIG_FILE
             expected = make_source(source, args.mib)
             for server in servers:  # one inode for all: the same pages, the same disk
@@ -613,7 +656,8 @@ def report(results: dict, args: argparse.Namespace) -> int:
     for name, m in memory.items():
         print(f"   {name:6} {m.footprint_kib / 1024:13.1f} {m.before_kib / 1024:14.1f} "
               f"{m.after_kib / 1024:23.1f} {m.per_conn_kib:13.1f}")
-    print(f"   ratio node/sshd {node_mem.per_conn_kib / max(sshd_mem.per_conn_kib, 1e-9):.2f}x"
+    print(f"   ratio node/sshd {node_mem.per_conn_kib / max(sshd_mem.per_conn_kib, 1e-9):.2f}x, "
+          f"node/asyncssh {node_mem.per_conn_kib / max(memory['asyncssh'].per_conn_kib, 1e-9):.2f}x"
           f"   node target <= {TARGET_IDLE_KIB:.0f} KiB: "
           f"{verdict(node_mem.per_conn_kib <= TARGET_IDLE_KIB)}")
     print()
@@ -633,6 +677,9 @@ def report(results: dict, args: argparse.Namespace) -> int:
           f"(defaults), {node_same.cpu_ms / max(sshd_same.cpu_ms, 1e-9):.2f}x (same kex); "
           f"wall {node_default.wall_ms / sshd_default.wall_ms:.2f}x, "
           f"{node_same.wall_ms / sshd_same.wall_ms:.2f}x")
+    stock_default = cpu["asyncssh"][0]
+    print(f"   ratio node/asyncssh: CPU "
+          f"{node_default.cpu_ms / max(stock_default.cpu_ms, 1e-9):.2f}x (defaults)")
     print(f"   node target <= {TARGET_CPU_MS:.0f} ms (client defaults): "
           f"{verdict(node_default.cpu_ms <= TARGET_CPU_MS)}")
     print()

@@ -9,12 +9,12 @@ limit), and asyncssh 2.24's cost is mostly around each packet rather than in the
 - each packet is its own socket send;
 - its AEAD shims rebuild cipher state per packet (see ``ssh_ciphers``).
 
-Here, once the connection is keyed with an AEAD cipher and logged in, channel data and
-window adjustments are sealed at once, in order, and the packets sealed in one turn of
-the event loop leave in one socket write. A session channel's writes in one turn are
+Here, once the connection is keyed with an AEAD cipher, the packets of the login and
+connection layers are sealed at once, in order, without the IGNORE, and the packets sealed
+in one turn of the event loop leave in one socket write. A session channel's writes in one turn are
 packed into full packets and sealed straight from its send buffer (``NodeServerChannel``).
-Every other packet (key exchange, auth, channel requests, close, disconnect) first sends
-what is pending, then takes asyncssh's own path, so the byte stream keeps asyncssh's
+Every other packet (key exchange, banner, disconnect, anything asyncssh would hold back)
+first sends what is pending, then takes asyncssh's own path, so the byte stream keeps asyncssh's
 order. A rekey due, compression on, or a non-AEAD cipher: asyncssh's path for every
 packet.
 
@@ -35,7 +35,7 @@ from typing import Any
 
 import asyncssh
 from asyncssh.constants import (MSG_CHANNEL_DATA, MSG_CHANNEL_EXTENDED_DATA,
-                                MSG_CHANNEL_WINDOW_ADJUST)
+                                MSG_USERAUTH_BANNER, MSG_USERAUTH_LAST, MSG_USERAUTH_REQUEST)
 from asyncssh.crypto.chacha import ChachaCipher
 from asyncssh.crypto.cipher import GCMCipher
 from asyncssh.encryption import ChachaEncryption, GCMEncryption
@@ -47,7 +47,6 @@ log = logging.getLogger(__name__)
 VERIFIED_ASYNCSSH = ("2.24.",)  # version prefixes whose internals the send path matches
 LEAN_PATH = asyncssh.__version__.startswith(VERIFIED_ASYNCSSH)
 _CHANNEL_DATA = frozenset({MSG_CHANNEL_DATA, MSG_CHANNEL_EXTENDED_DATA})
-_CHANNEL_TRAFFIC = _CHANNEL_DATA | {MSG_CHANNEL_WINDOW_ADJUST}
 _PAD_POOL = 4096  # random padding drawn at once: one getrandom call per ~250 packets
 
 if not LEAN_PATH:
@@ -66,6 +65,18 @@ def leaner(encryption: Any) -> Any:
     return encryption
 
 
+_pad_pool = b""
+
+
+def _padding(count: int) -> bytes:
+    """Random padding, from a pool all connections share (one event loop: no lock)."""
+    global _pad_pool
+    if len(_pad_pool) < count:
+        _pad_pool = os.urandom(_PAD_POOL)
+    pad, _pad_pool = _pad_pool[:count], _pad_pool[count:]
+    return pad
+
+
 class NodeSSHConnection(asyncssh.SSHServerConnection):
     """asyncssh's server connection with the lean send path described above."""
 
@@ -73,7 +84,14 @@ class NodeSSHConnection(asyncssh.SSHServerConnection):
         super().__init__(*args, **kwargs)
         self._burst: list[bytes] = []
         self._burst_due = False
-        self._pad = b""
+
+    async def reload_config(self) -> None:
+        # asyncssh re-reads its server config for each login, to apply Match blocks for the
+        # user and address, by building a whole new options object (in a thread, about
+        # 4 KiB kept per connection). The node's options come from no config file: there
+        # is nothing to re-read.
+        if self._options.config.get_options(False):
+            await super().reload_config()
 
     def create_server_channel(self, *args: Any, **kwargs: Any) -> asyncssh.SSHServerChannel:
         chan = super().create_server_channel(*args, **kwargs)
@@ -89,14 +107,19 @@ class NodeSSHConnection(asyncssh.SSHServerConnection):
 
     def send_packet(self, pkttype: int, *args: bytes,
                     handler: Any = None) -> None:
-        if pkttype in _CHANNEL_TRAFFIC and self.lean_ready():
+        if pkttype >= MSG_USERAUTH_REQUEST and pkttype != MSG_USERAUTH_BANNER \
+                and self.lean_ready(pkttype):
             self.seal(pkttype, args, handler)
             return
         self.flush_burst()
         super().send_packet(pkttype, *args, handler=handler)
 
-    def lean_ready(self) -> bool:
-        return (self._kex_complete and self._auth_complete and self._compressor is None
+    def lean_ready(self, pkttype: int = MSG_CHANNEL_DATA) -> bool:
+        """Whether a packet of this type (login or connection layer) may be sealed at once:
+        asyncssh would neither hold it back (during a key exchange, or before the login for
+        the connection layer) nor compress it."""
+        return (self._kex_complete and self._compressor is None
+                and (self._auth_complete or pkttype <= MSG_USERAUTH_LAST)
                 and isinstance(self._send_encryption, (ChachaPoly, AesGcm))
                 and self._rekey_bytes_sent < self._rekey_bytes
                 and not (self._rekey_seconds and time.monotonic() >= self._rekey_time))
@@ -110,7 +133,7 @@ class NodeSSHConnection(asyncssh.SSHServerConnection):
         if padlen < 4:
             padlen += self._send_blocksize
         seq = self._send_seq
-        packet = (bytes((padlen, pkttype)), *payload, self._padding(padlen))
+        packet = (bytes((padlen, pkttype)), *payload, _padding(padlen))
         self._burst += self._send_encryption.seal(seq, (size + padlen + 1).to_bytes(4, "big"),
                                                   packet)
         self._send_seq = (seq + 1) & 0xFFFFFFFF
@@ -120,12 +143,6 @@ class NodeSSHConnection(asyncssh.SSHServerConnection):
         if not self._burst_due:
             self._burst_due = True
             asyncio.get_running_loop().call_soon(self.flush_burst)
-
-    def _padding(self, count: int) -> bytes:
-        if len(self._pad) < count:
-            self._pad = os.urandom(_PAD_POOL)
-        pad, self._pad = self._pad[:count], self._pad[count:]
-        return pad
 
     def flush_burst(self) -> None:
         """Send the packets sealed so far, as one write."""
