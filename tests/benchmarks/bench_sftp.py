@@ -651,10 +651,10 @@ def report(results: dict, args: argparse.Namespace) -> int:
     node_mem, sshd_mem = memory["node"], memory["sshd"]
     print(f"1. Memory per idle connection ({args.idle_conns} interactive sftp sessions, "
           "logged in, SFTP open, idle; anonymous PSS of the server's processes)")
-    print(f"   {'':6} {'idle PSS MiB':>13} {'anon idle MiB':>14} {'anon with sessions MiB':>23} "
+    print(f"   {'':8} {'idle PSS MiB':>13} {'anon idle MiB':>14} {'anon with sessions MiB':>23} "
           f"{'KiB per conn':>13}")
     for name, m in memory.items():
-        print(f"   {name:6} {m.footprint_kib / 1024:13.1f} {m.before_kib / 1024:14.1f} "
+        print(f"   {name:8} {m.footprint_kib / 1024:13.1f} {m.before_kib / 1024:14.1f} "
               f"{m.after_kib / 1024:23.1f} {m.per_conn_kib:13.1f}")
     print(f"   ratio node/sshd {node_mem.per_conn_kib / max(sshd_mem.per_conn_kib, 1e-9):.2f}x, "
           f"node/asyncssh {node_mem.per_conn_kib / max(memory['asyncssh'].per_conn_kib, 1e-9):.2f}x"
@@ -666,11 +666,11 @@ def report(results: dict, args: argparse.Namespace) -> int:
     background = results["background"]
     print(f"2. Server CPU per connection ({args.connects} sequential `sftp -b` runs of `pwd`: "
           "key login, SFTP session, close)")
-    print(f"   {'':6} {'client defaults':>24}   {'kex ' + SAME_KEX:>24}   {'idle CPU':>9}")
-    print(f"   {'':6} {'CPU ms':>11} {'wall ms':>12}   {'CPU ms':>11} {'wall ms':>12}"
+    print(f"   {'':8} {'client defaults':>24}   {'kex ' + SAME_KEX:>24}   {'idle CPU':>9}")
+    print(f"   {'':8} {'CPU ms':>11} {'wall ms':>12}   {'CPU ms':>11} {'wall ms':>12}"
           f"   {'ms/s':>9}")
     for name, (default, same) in cpu.items():
-        print(f"   {name:6} {default.cpu_ms:11.2f} {default.wall_ms:12.1f}   "
+        print(f"   {name:8} {default.cpu_ms:11.2f} {default.wall_ms:12.1f}   "
               f"{same.cpu_ms:11.2f} {same.wall_ms:12.1f}   {background[name]:9.2f}")
     (node_default, node_same), (sshd_default, sshd_same) = cpu["node"], cpu["sshd"]
     print(f"   ratio node/sshd: CPU {node_default.cpu_ms / max(sshd_default.cpu_ms, 1e-9):.2f}x "

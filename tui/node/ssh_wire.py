@@ -93,6 +93,10 @@ class NodeSSHConnection(asyncssh.SSHServerConnection):
         if self._options.config.get_options(False):
             await super().reload_config()
 
+    def log_received_packet(self, *args: Any, **kwargs: Any) -> None:
+        if self.logger._debug_level >= 3:  # asyncssh formats the line first, then drops it
+            super().log_received_packet(*args, **kwargs)
+
     def create_server_channel(self, *args: Any, **kwargs: Any) -> asyncssh.SSHServerChannel:
         chan = super().create_server_channel(*args, **kwargs)
         if LEAN_PATH:
@@ -164,6 +168,10 @@ class NodeServerChannel(asyncssh.SSHServerChannel):
 
     _conn: NodeSSHConnection
     _flush_due = False  # a flush is scheduled for the end of this turn of the loop
+
+    def log_received_packet(self, *args: Any, **kwargs: Any) -> None:
+        if self.logger._debug_level >= 3:
+            super().log_received_packet(*args, **kwargs)
 
     def write(self, data: Any, datatype: Any = None) -> None:
         if datatype is not None or self._encoding or self._send_state != "open" or not data:
