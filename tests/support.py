@@ -97,24 +97,28 @@ def run_mft(tmp_path: Path, *args: str, input: str | None = None, timeout: float
 
 
 def start_node_process(tmp_path: Path, name: str = "p1", host: str = "127.0.0.3",
-                       home: Path | None = None, port: int = 0, file_port: int = 0) -> Node:
+                       home: Path | None = None, port: int = 0, file_port: int = 0,
+                       agent_port: int = 0) -> Node:
     """`mft serve` as a real process; the ports are read from its 'listening on' log lines
-    (``node.extra["file_port"]`` is the file service's)."""
+    (``node.extra["file_port"]`` is the file service's, ``"agent_port"`` the agent's)."""
     home = home or make_home(tmp_path / name, name)
     log = home / "serve.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "tui", "serve", "--home", str(home), "--admin-listen",
-             f"{host}:{port}", "--sftp-listen", f"{host}:{file_port}"],
+             f"{host}:{port}", "--sftp-listen", f"{host}:{file_port}", "--agent-listen",
+             f"{host}:{agent_port}"],
             stdout=out, stderr=subprocess.STDOUT, env=mft_env(tmp_path))
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         text = log.read_text()
         admin = re.search(rf"admin service listening on {re.escape(host)}:(\d+)", text)
         files = re.search(rf"file service listening on {re.escape(host)}:(\d+)", text)
-        if admin and files:
+        agent = re.search(rf"agent service listening on {re.escape(host)}:(\d+)", text)
+        if admin and files and agent:
             return Node(home, host, int(admin.group(1)), process=process, log=log,
-                        extra={"file_port": int(files.group(1))})
+                        extra={"file_port": int(files.group(1)),
+                               "agent_port": int(agent.group(1))})
         if process.poll() is not None:
             break
         time.sleep(0.05)

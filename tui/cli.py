@@ -14,6 +14,7 @@ from .commands import demo as demo_cmd
 from .commands import filesvc as filesvc_cmd
 from .commands import init as init_cmd
 from .commands import ipfilter as ipfilter_cmd
+from .commands import lb as lb_cmd
 from .commands import monitor as monitor_cmd
 from .commands import serve as serve_cmd
 from .commands import servers as servers_cmd
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     monitor_cmd.add_parser(sub)
     users_cmd.add_parser(sub)
     filesvc_cmd.add_parsers(sub)
+    lb_cmd.add_parser(sub)
     console_cmd.add_parser(sub)
     demo_cmd.add_parser(sub)
     return parser

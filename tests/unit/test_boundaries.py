@@ -76,7 +76,7 @@ ALLOWED_INTERNAL = {
     "tui.node": {"tui", "tui.model", "tui.protocol", "tui.atomic", "tui.node", "tui.services"},
     "tui.services": {"tui.model", "tui.protocol", "tui.atomic", "tui.services"},
     # `mft console` and `mft demo` start the app (lazily: the other commands never load it).
-    "tui.commands": {"tui", "tui.model", "tui.protocol", "tui.services", "tui.node",
+    "tui.commands": {"tui", "tui.model", "tui.protocol", "tui.atomic", "tui.services", "tui.node",
                      "tui.commands", "tui.app"},
     # The console: it is handed a ClusterService and names it only for type checking.
     "tui.app": {"tui.app", "tui.screens", "tui.widgets", "tui.model", "tui.protocol",

@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..model.config import AGENT_PORT
 from ..services.admin_client import AdminClient, Credentials
 from ..services.cluster import ClusterService, Connection
 from ..services.hostkeys import HostKeyStore, TrustPolicy
@@ -51,7 +52,8 @@ def _start(home: Path, host: str) -> tuple[subprocess.Popen[bytes], int]:
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "tui", "serve", "--home", str(home), "--admin-listen",
-             f"{host}:0", "--sftp-listen", f"{host}:{DEMO_FILE_PORT}"], stdout=out,
+             f"{host}:0", "--sftp-listen", f"{host}:{DEMO_FILE_PORT}", "--agent-listen",
+             f"{host}:{AGENT_PORT}"], stdout=out,
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:

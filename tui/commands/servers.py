@@ -1,5 +1,6 @@
-"""`mft servers add|list|set|remove|promote`: add secondaries to the cluster, list them, turn
-their sync on or off; remove and promote live in ``failover``.
+"""`mft servers add|list|set|drain|undrain|maint|remove|promote`: add secondaries to the
+cluster, list them, turn their sync on or off, take them out of the load balancer; remove
+and promote live in ``failover``.
 
 Every verb talks to the primary (`--connect`). `add` previews the server first (its host key
 and the configuration it is about to lose), asks, then reports each registration step as the
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..model.ages import age
+from ..model.lb_status import lb_cell
 from ..protocol.rpc import REGISTRATION_FAILED, RpcError
 from ..services.target import Target
 from . import failover
@@ -68,6 +70,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     v.add_argument("--sync", choices=("on", "off"), required=True,
                    help="push the cluster's configuration to it, or stop doing so")
     v.add_argument("--json", action="store_true", help="print JSON for scripts")
+    for verb, lb_state, what in (
+            ("drain", "drain", "take no new sessions on one server; open ones go on"),
+            ("undrain", "active", "put a drained (or maintenance) server back in service"),
+            ("maint", "maint", "put one server in maintenance: the load balancer takes it "
+                               "out, open sessions included")):
+        v = verbs.add_parser(verb, help=what)
+        add_connection_options(v)
+        v.add_argument("name", help="the server's name (or node id)")
+        v.add_argument("--json", action="store_true", help="print JSON for scripts")
+        v.set_defaults(run_verb=run_lb_state, lb_state=lb_state)
     failover.add_verbs(verbs)
     p.set_defaults(run=run)
 
@@ -96,12 +108,13 @@ def servers_table(servers: list[dict[str, Any]], tracked: bool = True) -> str:
             str(s.get("role", "")),
             "on" if s.get("sync_enabled") else "off",
             server_state(s) if tracked else "-",
+            lb_cell(s),
             age(s.get("last_synchronized")),
             "-" if s.get("version") is None else str(s["version"]),
             _one_line(s["last_error"], LAST_ERROR_WIDTH) if s.get("last_error") else "-",
         ])
-    return table(["NAME", "ADDRESS", "ROLE", "SYNC", "STATE", "LAST SYNCHRONIZED", "VERSION",
-                  "LAST ERROR"], rows)
+    return table(["NAME", "ADDRESS", "ROLE", "SYNC", "STATE", "LB (SESSIONS)",
+                  "LAST SYNCHRONIZED", "VERSION", "LAST ERROR"], rows)
 
 
 # -- add --------------------------------------------------------------------------------------
@@ -257,6 +270,28 @@ async def _set(args: argparse.Namespace) -> dict[str, Any]:
     async with client:
         return await client.call("cluster.servers.set",
                                  {"name": args.name, "sync_enabled": args.sync == "on"})
+
+
+async def _set_lb_state(args: argparse.Namespace) -> dict[str, Any]:
+    client = await open_client(args)
+    async with client:
+        return await client.call("cluster.servers.set_lb_state",
+                                 {"name": args.name, "lb_state": args.lb_state})
+
+
+def run_lb_state(args: argparse.Namespace) -> int:
+    row = asyncio.run(_set_lb_state(args))
+    if args.json:
+        print_json(row)
+        return EXIT_OK
+    said = {"drain": "drained: the load balancer sends it no new sessions; open ones go on",
+            "active": "back in service: the load balancer sends it new sessions again",
+            "maint": "in maintenance: the load balancer takes it out"}[args.lb_state]
+    print(safe(f"{row.get('name')} {said} (within about a second, once every member has "
+               f"the change)"))
+    if row.get("sessions") is not None:
+        print(safe(f"{row.get('sessions')} session(s) open on it now"))
+    return EXIT_OK
 
 
 def run(args: argparse.Namespace) -> int:

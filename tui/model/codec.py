@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import tomllib
 from dataclasses import asdict
@@ -18,8 +19,13 @@ from .config import (
     SYNC_INTERVAL_MIN_S,
     MONITOR_PERIOD_MAX_S,
     MONITOR_PERIOD_MIN_S,
+    LB_STATES,
+    MAX_LAG_MAX_S,
+    MAX_LAG_MIN_S,
+    PROXY_MODES,
     AutobanSettings,
     ClusterConfig,
+    LoadBalancerSettings,
     Member,
     MonitorSettings,
     NodeConfig,
@@ -64,6 +70,9 @@ def cluster_to_dict(cfg: ClusterConfig) -> dict[str, Any]:
         "removed_members": list(cfg.removed_members),
         "file_service": {"host_keys": list(cfg.file_host_keys),
                          "storage_root": cfg.storage_root},
+        "load_balancer": {"proxy_protocol": cfg.load_balancer.proxy_protocol,
+                          "trusted": list(cfg.load_balancer.trusted),
+                          "max_lag_s": cfg.load_balancer.max_lag_s},
     }
 
 
@@ -96,6 +105,7 @@ def cluster_from_dict(data: Any, file: str = CLUSTER_FILE) -> ClusterConfig:
         raise files_t.error("storage_root", "must be an absolute path other than / (or "
                                             "empty: each node's files/ folder)")
     files_t.done()
+    load_balancer = _load_balancer(top.table("load_balancer"))
     cfg = ClusterConfig(
         cluster_id=top.str("cluster_id", ""),
         epoch=top.int("epoch", 0, minimum=0, maximum=2**53),
@@ -109,10 +119,31 @@ def cluster_from_dict(data: Any, file: str = CLUSTER_FILE) -> ClusterConfig:
         file_host_keys=host_keys,
         storage_root=storage_root,
         removed_members=top.str_list("removed_members"),
+        load_balancer=load_balancer,
     )
     top.done()
     _check_cluster(cfg, file)
     return cfg
+
+
+def _load_balancer(t: Table) -> LoadBalancerSettings:
+    trusted = t.str_list("trusted")
+    for i, cidr in enumerate(trusted):
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise t.error(f"trusted[{i}]", f"{cidr!r} is not an IP address or CIDR "
+                                           "network") from None
+    settings = LoadBalancerSettings(
+        proxy_protocol=t.str("proxy_protocol", "off", choices=PROXY_MODES),
+        trusted=tuple(str(ipaddress.ip_network(c, strict=False)) for c in trusted),
+        max_lag_s=t.int("max_lag_s", 30, minimum=MAX_LAG_MIN_S, maximum=MAX_LAG_MAX_S),
+    )
+    if settings.proxy_protocol != "off" and not settings.trusted:
+        raise t.error("trusted", f"proxy_protocol {settings.proxy_protocol!r} needs the "
+                                 "load balancers' addresses: nobody else may send a header")
+    t.done()
+    return settings
 
 
 def _site(t: Table) -> Site:
@@ -160,6 +191,7 @@ def _member(t: Table) -> Member:
         role=t.str("role", "secondary", choices=ROLES),
         sync_enabled=t.bool("sync_enabled", True),
         host_key_fingerprint=t.str("host_key_fingerprint", ""),
+        lb_state=t.str("lb_state", "active", choices=LB_STATES),
     )
     if not member.address:
         raise t.error("address", "must not be empty")
@@ -255,9 +287,10 @@ def node_from_dict(data: Any, file: str = NODE_FILE) -> NodeConfig:
         primary_key=t.str("primary_key", ""),
         storage_root=t.str("storage_root", ""),
         file_listen=t.str("file_listen", NodeConfig.file_listen),
+        agent_listen=t.str("agent_listen", NodeConfig.agent_listen),
     )
     t.done()
-    for key in ("admin_listen", "file_listen"):
+    for key in ("admin_listen", "file_listen", "agent_listen"):
         try:
             parse_listen(getattr(cfg, key), any_port=True)
         except ValueError as exc:

@@ -7,6 +7,7 @@ Changes are made with ``dataclasses.replace`` so a half-applied edit cannot exis
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
@@ -23,6 +24,11 @@ SYNC_INTERVAL_MIN_S = 5
 SYNC_INTERVAL_MAX_S = 86400
 MONITOR_PERIOD_MIN_S = 1
 MONITOR_PERIOD_MAX_S = 3600
+AGENT_PORT = 14984
+LB_STATES = ("active", "drain", "maint")  # what a member's agent tells the load balancer
+PROXY_MODES = ("off", "optional", "required")
+MAX_LAG_MIN_S = 1
+MAX_LAG_MAX_S = 86400
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,28 @@ class AutobanSettings:
     max_failures: int = 10
     window_s: int = 300
     ban_s: int = 3600
+
+
+@dataclass(frozen=True)
+class LoadBalancerSettings:
+    # PROXY protocol on the file port, accepted only from these load-balancer addresses.
+    proxy_protocol: str = "off"
+    trusted: tuple[str, ...] = ()  # CIDRs
+    # A member behind the primary's configuration for longer than this tells the load
+    # balancer it is down.
+    max_lag_s: int = 30
+
+    @cached_property
+    def _networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(c, strict=False) for c in self.trusted)
+
+    def trusts(self, address: str) -> bool:
+        """Whether ``address`` is one of the load balancers'."""
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in net for net in self._networks)
 
 
 @dataclass(frozen=True)
@@ -77,6 +105,7 @@ class Member:
     role: str = "secondary"
     sync_enabled: bool = True
     host_key_fingerprint: str = ""
+    lb_state: str = "active"  # active, drain (no new sessions) or maint
 
 
 @dataclass(frozen=True)
@@ -98,6 +127,7 @@ class ClusterConfig:
     # production); empty: each node's own `files/` folder in its home. A node may mount it
     # elsewhere (node.toml's storage_root).
     storage_root: str = ""
+    load_balancer: LoadBalancerSettings = field(default_factory=LoadBalancerSettings)
 
     def site(self, name: str) -> Site:
         for site in self.sites:
@@ -145,6 +175,7 @@ class NodeConfig:
     primary_key: str = ""  # public key of the primary this secondary trusts
     storage_root: str = ""  # overrides the cluster-wide storage root on this node
     file_listen: str = "0.0.0.0:2222"  # the SFTP/scp service for file users
+    agent_listen: str = f"0.0.0.0:{AGENT_PORT}"  # HAProxy's agent-check
 
 
 def default_sites() -> tuple[Site, ...]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..model.codec import parse_listen
 from ..model.config import ADMIN_PORT, ClusterConfig, Member
-from .monitor import Monitor
+from .monitor import MemberHealth, Monitor
 from .state import NodeState
 from .sync import SyncEngine
 
@@ -23,8 +23,12 @@ def member_row(state: NodeState, engine: SyncEngine | None, monitor: Monitor | N
         "admin_port": member.admin_port, "role": member.role,
         "sync_enabled": member.sync_enabled,
         "host_key_fingerprint": member.host_key_fingerprint,
+        "lb_state": member.lb_state,
     }
     if member.id == state.node.node_id:
+        lb = state.info()["lb"] or {}
+        row.update(_own_services(state), lb_answer=lb.get("answer"),
+                   lb_reason=lb.get("reason"), sessions=state.session_count())
         row.update(state="up", since=None, latency_ms=None, check_error=None,
                    last_synchronized=None, version=cfg.version, epoch=cfg.epoch,
                    config_hash=state.config_hash, in_sync=True, drift=False, behind=False,
@@ -33,6 +37,9 @@ def member_row(state: NodeState, engine: SyncEngine | None, monitor: Monitor | N
             row["sync_results"] = []
         return row
     if state.role != "primary":  # only the primary knows what its members hold
+        row.update(file_check="unknown", file_check_error=None, agent_check="unknown",
+                   agent_check_error=None, file_port=None, agent_port=None, lb_answer=None,
+                   lb_reason=None, sessions=None)
         row.update(state="unknown", since=None, latency_ms=None, check_error=None,
                    last_synchronized=None, version=None, epoch=None, config_hash=None,
                    in_sync=None, drift=None, behind=None, last_error=None,
@@ -44,7 +51,7 @@ def member_row(state: NodeState, engine: SyncEngine | None, monitor: Monitor | N
     version = status.version_held if status else None
     in_sync = held is not None and held == state.config_hash
     row.update(health.to_dict(samples) if health else
-               {"state": "unknown", "since": None, "latency_ms": None, "check_error": None})
+               {**MemberHealth().to_dict(samples), "since": None})
     row.update(
         last_synchronized=status.last_synchronized if status else None,
         version=version, epoch=status.epoch_held if status else None, config_hash=held,
@@ -57,6 +64,16 @@ def member_row(state: NodeState, engine: SyncEngine | None, monitor: Monitor | N
     if samples:
         row["sync_results"] = list(status.results) if status else []
     return row
+
+
+def _own_services(state: NodeState) -> dict[str, Any]:
+    """This node's own file service and agent, as it knows them (no check needed)."""
+    files = state.file_address is not None
+    agent = state.agent_address is not None
+    return {"file_check": "up" if files else "unknown", "file_check_error": None,
+            "agent_check": "up" if agent else "unknown", "agent_check_error": None,
+            "file_port": state.file_address[1] if files else None,
+            "agent_port": state.agent_address[1] if agent else None}
 
 
 def snapshot(state: NodeState, engine: SyncEngine | None, monitor: Monitor | None,

@@ -14,6 +14,7 @@ from .cluster_methods import ClusterRuntime
 from .failover import Failover
 from .monitor import Monitor
 from .registration import Registration
+from .agent import AgentServer
 from .audit import AUDIT_FILE, AuditLog
 from .ban_relay import BanRelay
 from .bans import BANS_FILE, BanList
@@ -44,7 +45,8 @@ class Node:
     """One node's services, wired together: the admin server and the cluster machinery."""
 
     def __init__(self, loaded: LoadedHome, host: str, port: int,
-                 file_address: tuple[str, int] | None = None):
+                 file_address: tuple[str, int] | None = None,
+                 agent_address: tuple[str, int] | None = None):
         self.state = NodeState(loaded)
         self.engine = SyncEngine(self.state)
         self.monitor = Monitor(self.state, self.engine)
@@ -58,6 +60,13 @@ class Node:
         self.bans.on_lift(self.relay.lifted)
         self.files = FileServer(self.state, *file_address, bans=self.bans,
                                 audit=self.audit) if file_address else None
+        self.agent = AgentServer(self.state, *agent_address, self._files_running) \
+            if agent_address else None
+        if self.agent is not None:
+            self.state.lb_answer = lambda: (self.agent.answer().word,
+                                            self.agent.answer().reason)
+        if self.files is not None:
+            self.state.session_count = lambda: len(self.files.sessions)
         self.runtime = ClusterRuntime(self.engine, Registration(self.state, self.engine, port),
                                       self.monitor, Failover(self.state, self.engine),
                                       files=self.files, bans=self.bans, audit=self.audit,
@@ -72,8 +81,14 @@ class Node:
         self.state.on_role_change(self._role_changed)
         self._role_task: asyncio.Task[None] | None = None
 
+    def _files_running(self) -> bool:
+        return self.files is not None and self.files.running
+
     def _exempt_from_bans(self, address: str) -> bool:
-        """Addresses an allow-always rule of any site lets in are never banned."""
+        """Addresses an allow-always rule of any site lets in are never banned, nor are the
+        load balancers' (behind one without PROXY headers, every client has its address)."""
+        if self.state.cluster.load_balancer.trusts(address):
+            return True
         for site in self.state.cluster.sites:
             try:
                 if site.ipfilter.decide(address).exempt_from_ban:
@@ -114,6 +129,16 @@ class Node:
                                   f"{self.files.host}:{self.files.port}: "
                                   f"{exc.strerror or exc}") from None
             self.state.file_address = self.files.address
+        if self.agent is not None:
+            try:
+                await self.agent.start()
+            except OSError as exc:
+                if self.files is not None:
+                    await self.files.stop()
+                await self.admin.stop()
+                raise ListenError(f"cannot listen on the agent address {self.agent.host}:"
+                                  f"{self.agent.port}: {exc.strerror or exc}") from None
+            self.state.agent_address = self.agent.address
         self.runtime.registration.admin_port = self.admin.address[1]
         self.state.admin_address = self.admin.address
         host = self.admin.address[0]
@@ -130,6 +155,8 @@ class Node:
             await asyncio.gather(self._role_task, return_exceptions=True)
         await self._stop_primary()
         await self.relay.stop()
+        if self.agent is not None:
+            await self.agent.stop()
         if self.files is not None:
             await self.files.stop()
         await self.admin.stop()
@@ -137,11 +164,12 @@ class Node:
 
 
 async def serve(home: Path, admin_listen: str | None = None,
-                file_listen: str | None = None) -> None:
+                file_listen: str | None = None, agent_listen: str | None = None) -> None:
     loaded = load_home(home)
     host, port = parse_listen(admin_listen or loaded.node.admin_listen, any_port=True)
     file_address = parse_listen(file_listen or loaded.node.file_listen, any_port=True)
-    node = Node(loaded, host, port, file_address)
+    agent_address = parse_listen(agent_listen or loaded.node.agent_listen, any_port=True)
+    node = Node(loaded, host, port, file_address, agent_address)
     # Handlers first: once the node says it listens, a signal must stop it cleanly.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -88,6 +88,12 @@ class FileServer(SshFront):
     def users_for_cost(self) -> list[User]:
         return [u for u in self.state.cluster.users if u.site == DEFAULT_FILE_SITE]
 
+    def proxy_mode(self) -> str:
+        return self.state.cluster.load_balancer.proxy_protocol
+
+    def is_load_balancer(self, address: str) -> bool:
+        return self.state.cluster.load_balancer.trusts(address)
+
     def admit(self, address: str) -> tuple[bool, str]:
         try:
             decision = self.state.cluster.site(DEFAULT_FILE_SITE).ipfilter.decide(address)

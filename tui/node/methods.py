@@ -79,7 +79,12 @@ def _site_filter(site: Site, version: int) -> dict[str, Any]:
 
 @method("node.info", quick=True)
 async def node_info(ctx: CallContext, p: Params) -> dict[str, Any]:
+    # The primary's checks say which version it holds: a member learns it is behind.
+    primary_version = p.get("primary_version", int, None)
+    primary_epoch = p.get("primary_epoch", int, None)
     p.done()
+    if primary_version is not None and primary_epoch is not None:
+        ctx.state.note_primary_version(primary_version, primary_epoch)
     return ctx.state.info()
 
 

@@ -20,11 +20,13 @@ import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
-from ..protocol.rpc import RpcError
+from ..protocol.rpc import INVALID_PARAMS, RpcError
 from ..services.errors import ConnectError
 from .events import utc_now
+from .proxy_protocol import build_v2
 from .state import NodeState
 from .sync import MemberWorker, SyncEngine
 
@@ -36,6 +38,54 @@ FALL = 2
 FAST_INTERVAL_S = 1.0  # between checks while a change of state is pending
 MAX_CHECK_TIMEOUT_S = 2.0
 TICK_S = 0.25  # checks due this close together start together
+MAX_LINE = 255
+
+
+async def _first_line(host: str, port: int, timeout: float, source: str | None = None,
+                      hello: Callable[[str], bytes] = lambda local: b"") -> tuple[bytes, float]:
+    """Connect (from ``source``), send what ``hello`` says for the local address, read a
+    line, close."""
+    started = time.monotonic()
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_connection(
+            host, port, local_addr=(source, 0) if source else None)
+        try:
+            first = hello(writer.get_extra_info("sockname")[0])
+            if first:
+                writer.write(first)
+            line = await reader.readline()
+        finally:
+            writer.close()
+    return line[:MAX_LINE], round((time.monotonic() - started) * 1000, 2)
+
+
+async def banner_check(host: str, port: int, timeout: float, source: str | None = None,
+                       hello: Callable[[str], bytes] = lambda local: b"",
+                       ) -> tuple[bool, str, float | None]:
+    """HAProxy's ``tcp-check expect rstring ^SSH-2.0``: connect, read the banner, close
+    without a word, which the node counts as neither a login nor a failure. From an
+    address the members trust as a load balancer, a PROXY LOCAL header goes first, as
+    HAProxy's ``check-send-proxy`` does."""
+    try:
+        line, latency = await _first_line(host, port, timeout, source, hello)
+    except (OSError, TimeoutError, ValueError) as exc:
+        return False, str(exc) or f"no banner within {timeout:g} s", None
+    if not line.startswith(b"SSH-2.0-"):
+        return False, f"not an SSH banner: {line[:40]!r}", latency
+    return True, line.strip().decode("ascii", "replace"), latency
+
+
+async def agent_check(host: str, port: int, timeout: float, source: str | None = None,
+                      ) -> tuple[bool, str, float | None]:
+    """HAProxy's agent-check: the first word of the agent's one line."""
+    try:
+        line, latency = await _first_line(host, port, timeout, source)
+    except (OSError, TimeoutError, ValueError) as exc:
+        return False, str(exc) or f"no answer within {timeout:g} s", None
+    words = line.decode("ascii", "replace").replace(",", " ").split()
+    if not words:
+        return False, "empty answer", latency
+    return True, words[0], latency
 
 
 @dataclass
@@ -57,6 +107,9 @@ class MemberHealth:
     latency_ms: float | None = None  # of the last good check
     last_error: str | None = None
     samples: deque[Sample] = field(default_factory=lambda: deque(maxlen=SAMPLES_KEPT))
+    # The member's file port (SSH banner) and agent port, each with its own rise / fall.
+    services: dict[str, "MemberHealth"] = field(default_factory=dict)
+    reported: dict[str, Any] = field(default_factory=dict)  # ports, lb answer, sessions
     _streak: int = 0  # checks in a row that disagree with ``state`` (or agree, when unknown)
     _streak_ok: bool = True
 
@@ -86,6 +139,16 @@ class MemberHealth:
     def to_dict(self, samples: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"state": self.state, "since": self.since,
                                "latency_ms": self.latency_ms, "check_error": self.last_error}
+        for name, service in (("file_check", self.services.get("files")),
+                              ("agent_check", self.services.get("agent"))):
+            out[name] = service.state if service else "unknown"
+            out[name + "_error"] = service.last_error if service and \
+                service.state != "up" else None
+        lb = self.reported.get("lb") or {}
+        out.update(file_port=self.reported.get("file_port"),
+                   agent_port=self.reported.get("agent_port"),
+                   lb_answer=lb.get("answer"), lb_reason=lb.get("reason"),
+                   sessions=self.reported.get("sessions"))
         if samples:
             out["samples"] = [s.to_dict() for s in self.samples]
         return out
@@ -188,7 +251,7 @@ class Monitor:
             health = self.health.get(member_id)
             if worker is None or health is None:
                 return
-            sample = await self._check(worker)
+            sample = await self._check(worker, health)
             if health.record(sample):
                 self._announce(worker, health)
             self.state.events.publish("member.sample", member_id=member_id,
@@ -200,15 +263,58 @@ class Monitor:
             self._checking.pop(member_id, None)
             self._kick.set()  # it may be due again sooner than anything else
 
-    async def _check(self, worker: MemberWorker) -> Sample:
+    async def _check(self, worker: MemberWorker, health: MemberHealth) -> Sample:
         timeout = min(MAX_CHECK_TIMEOUT_S, self.period / 2)
+        sample = await self._check_admin(worker, timeout)
+        await self._check_services(worker, health, timeout)
+        return sample
+
+    async def _check_services(self, worker: MemberWorker, health: MemberHealth,
+                              timeout: float) -> None:
+        """What HAProxy checks, checked the same way: the file port's SSH banner and the
+        agent's answer, at the ports the member last reported."""
+        host, source = worker.member.address, self.engine.source_address
+        checks = {"files": (health.reported.get("file_port"),
+                            lambda port: banner_check(host, port, timeout, source,
+                                                      self._proxy_hello)),
+                  "agent": (health.reported.get("agent_port"),
+                            lambda port: agent_check(host, port, timeout, source))}
+        for name, (port, check) in checks.items():
+            if port is None:
+                continue
+            ok, detail, latency = await check(port)
+            service = health.services.setdefault(name, MemberHealth())
+            if service.record(Sample(utc_now(), ok, latency, None if ok else detail)):
+                self.state.events.publish("member.service", member_id=worker.member.id,
+                                          name=worker.member.name, service=name,
+                                          state=service.state, error=service.last_error)
+            if name == "agent" and ok:
+                health.reported["lb"] = {"answer": detail,
+                                         "reason": (health.reported.get("lb") or {})
+                                         .get("reason")}
+
+    def _proxy_hello(self, local_address: str) -> bytes:
+        lb = self.state.cluster.load_balancer
+        if lb.proxy_protocol != "off" and lb.trusts(local_address):
+            return build_v2(None, None, None, None, local=True)
+        return b""
+
+    async def _check_admin(self, worker: MemberWorker, timeout: float) -> Sample:
         started = time.monotonic()
+        cfg = self.state.cluster
         try:
             client = worker.link
             if client is None:
                 async with asyncio.timeout(timeout * 2):  # the link's lock, then connecting
                     client = await worker.connection(timeout)
-            info = await client.call("node.info", timeout=timeout)
+            try:
+                info = await client.call("node.info", {"primary_version": cfg.version,
+                                                       "primary_epoch": cfg.epoch},
+                                         timeout=timeout)
+            except RpcError as exc:
+                if exc.code != INVALID_PARAMS:
+                    raise
+                info = await client.call("node.info", timeout=timeout)  # an older member
         except (ConnectError, RpcError, TimeoutError) as exc:
             if not isinstance(exc, RpcError):
                 worker.drop_link()  # a silent link may be a dead one: make a new one
@@ -216,6 +322,10 @@ class Monitor:
             return Sample(utc_now(), False, None, reason)
         latency = round((time.monotonic() - started) * 1000, 2)
         self._observe(worker, info)
+        health = self.health.get(worker.member.id)
+        if health is not None:
+            health.reported = {key: info.get(key) for key in ("file_port", "agent_port",
+                                                              "lb", "sessions")}
         return Sample(utc_now(), True, latency)
 
     def _observe(self, worker: MemberWorker, info: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ from ..model.ipfilter import IpFilterError
 from ..protocol.rpc import SUBSYSTEM
 from . import (  # noqa: F401  (they register their methods)
     cluster_methods,
+    lb_methods,
     membership,
     service_methods,
     settings_methods,

@@ -32,6 +32,9 @@ SETTINGS: dict[str, tuple[type, Any, Any]] = {
                          lambda c, v: replace(c, autoban=replace(c.autoban, window_s=v))),
     "autoban.ban_s": (int, lambda c: c.autoban.ban_s,
                       lambda c, v: replace(c, autoban=replace(c.autoban, ban_s=v))),
+    "lb.max_lag_s": (int, lambda c: c.load_balancer.max_lag_s,
+                     lambda c, v: replace(c, load_balancer=replace(c.load_balancer,
+                                                                   max_lag_s=v))),
 }
 
 

@@ -25,6 +25,7 @@ from ..model.passwords import DEFAULT_LOG_N, dummy_hash, parse_hash
 from .auth import PasswordVerifier
 from .bans import BanList
 from .gate import refuse
+from .proxy_protocol import ProxyHeaderError, read_header
 from .quietlog import QuietLog
 from .ssh_wire import NodeSSHConnection
 
@@ -41,6 +42,8 @@ MAX_UNAUTHENTICATED = 100
 # rest are closed without a word, so a flood from denied addresses costs bounded memory.
 MAX_PENDING_REFUSALS = 256
 QUIET_LOG_INTERVAL_S = 10.0
+MAX_PENDING_HEADERS = 256  # connections from load balancers whose PROXY header is awaited
+HEADER_WAIT_S = {True: 5.0, False: 3.0}  # required, optional
 
 
 def strong_kex_algs() -> list[str]:
@@ -52,10 +55,11 @@ def strong_kex_algs() -> list[str]:
 class _Slot:
     """One accepted socket's place among the unauthenticated ones, given back once."""
 
-    __slots__ = ("address", "released")
+    __slots__ = ("address", "port", "released")
 
-    def __init__(self, address: str):
-        self.address = address
+    def __init__(self, address: str, port: int | None = None):
+        self.address = address  # the client's: from a PROXY header when there was one
+        self.port = port  # the client's port from a PROXY header; None: the socket's peer
         self.released = False
 
 
@@ -79,7 +83,11 @@ class GuardedSSHServer(asyncssh.SSHServer):
         # the connection at once has no peer name any more.
         sock = conn.get_extra_info("socket")
         self.slot = self.front.slot_of(sock)
-        peer = conn.get_extra_info("peername") or (self.slot.address if self.slot else "?", 0)
+        if self.slot is not None and self.slot.port is not None:  # told by a PROXY header
+            peer = (self.slot.address, self.slot.port)
+        else:
+            peer = conn.get_extra_info("peername") or (self.slot.address if self.slot
+                                                       else "?", 0)
         self.peer, self.peer_port = peer[0], peer[1]
         self.front.track(self)
 
@@ -170,6 +178,8 @@ class SshFront:
         self._unauthenticated: dict[str, int] = {}
         self._slots: dict[int, _Slot] = {}  # by socket fd, until the connection is made
         self._refusals = 0
+        self._header_reads = 0
+        self.running = False  # accepting connections
         self._quiet_log = QuietLog(log, QUIET_LOG_INTERVAL_S)
         self.on_login: list[Callable[[GuardedSSHServer], None]] = []
         self.on_logout: list[Callable[[GuardedSSHServer], None]] = []
@@ -223,6 +233,7 @@ class SshFront:
         self._listener.setblocking(False)
         self._options = await self.options()
         self._accept_task = asyncio.create_task(self._accept_loop())
+        self.running = True
         host, port = self.address
         log.info("%s: %s service listening on %s:%d", self.name, self.service, host, port)
 
@@ -238,13 +249,57 @@ class SshFront:
                 continue
             self._at_the_door(sock, addr[0])
 
+    # -- the load balancer in front ------------------------------------------------------
+
+    def proxy_mode(self) -> str:
+        """off, optional or required: whether trusted peers send a PROXY header first."""
+        return "off"
+
+    def is_load_balancer(self, address: str) -> bool:
+        return False
+
     def _at_the_door(self, sock: socket.socket, address: str) -> None:
+        if self.proxy_mode() != "off" and self.is_load_balancer(address):
+            if self._header_reads >= MAX_PENDING_HEADERS:
+                self._quiet_log.info("headers", "%s: %d PROXY headers awaited; closing new "
+                                     "connections from %s at once", self.name,
+                                     self._header_reads, address)
+                sock.close()
+                return
+            self._spawn(self._through_load_balancer(sock, address))
+            return
+        self._admit(sock, address)
+
+    async def _through_load_balancer(self, sock: socket.socket, balancer: str) -> None:
+        """Read the PROXY header a trusted load balancer sends before the client's bytes;
+        the client's address then stands for the socket's everywhere. No header (mode
+        optional) or a LOCAL one (a health check): the balancer's own address."""
+        required = self.proxy_mode() == "required"
+        self._header_reads += 1
+        try:
+            info = await read_header(sock, wait_s=HEADER_WAIT_S[required], required=required)
+        except ProxyHeaderError as exc:
+            self._quiet_log.info("header", "%s: dropped a connection from load balancer "
+                                 "%s: %s", self.name, balancer, exc)
+            sock.close()
+            return
+        finally:
+            self._header_reads -= 1
+        if info is None or info.local or info.source is None:
+            self._admit(sock, balancer)
+        else:
+            self._admit(sock, info.source, info.source_port)
+
+    def _admit(self, sock: socket.socket, address: str, port: int | None = None) -> None:
         if self.bans is not None and self.bans.banned(address):
             sock.close()  # not a byte for a banned address
             return
         waiting = self._unauthenticated.get(address, 0)
         total = sum(self._unauthenticated.values())
-        if waiting >= MAX_UNAUTHENTICATED_PER_ADDRESS or total >= MAX_UNAUTHENTICATED:
+        # A load balancer's own address carries many clients (without PROXY headers, all
+        # of them): only the total cap applies to it.
+        if (waiting >= MAX_UNAUTHENTICATED_PER_ADDRESS and not self.is_load_balancer(address)) \
+                or total >= MAX_UNAUTHENTICATED:
             self._quiet_log.info("startups", "%s: %s unauthenticated connections (%d from "
                                  "%s): closing new ones at once", self.name, total,
                                  waiting, address)
@@ -255,7 +310,7 @@ class SshFront:
             self._spawn(self._refuse(sock, address, reason))
             return
         self._unauthenticated[address] = waiting + 1
-        slot = _Slot(address)
+        slot = _Slot(address, port)
         self._slots[sock.fileno()] = slot
         self._spawn(self._hand_over(sock, slot))
 
@@ -364,6 +419,7 @@ class SshFront:
                                        "too many failed logins from your address: banned")
 
     async def stop(self) -> None:
+        self.running = False
         if self._accept_task:
             self._accept_task.cancel()
             await asyncio.gather(self._accept_task, return_exceptions=True)

@@ -66,6 +66,13 @@ class NodeState:
         self.fenced: str | None = None
         self.admin_address: tuple[str, int] | None = None  # where it listens, once it does
         self.file_address: tuple[str, int] | None = None  # the file service's, likewise
+        self.agent_address: tuple[str, int] | None = None  # the agent port's, likewise
+        self.lb_answer: Callable[[], tuple[str, str]] | None = None  # the agent's, if any
+        self.session_count: Callable[[], int] = lambda: 0
+        # The newest configuration version the primary has said it holds, and since when
+        # this node holds an older one (None: not behind, as far as it knows).
+        self._primary_version = 0
+        self._behind_since: float | None = None
 
     @property
     def cluster(self) -> ClusterConfig:
@@ -199,6 +206,29 @@ class NodeState:
         async with self._lock:
             return
 
+    def _lb_info(self) -> dict | None:
+        if self.lb_answer is None:
+            return None
+        word, reason = self.lb_answer()
+        return {"answer": word, "reason": reason}
+
+    def note_primary_version(self, version: int, epoch: int) -> None:
+        """What the primary said it holds, with each of its checks of this node."""
+        if epoch < self._cluster.epoch:
+            return  # a fenced primary's word counts for nothing
+        self._primary_version = version
+        if version > self._cluster.version and self._behind_since is None:
+            self._behind_since = time.monotonic()
+
+    def lag_s(self) -> float | None:
+        """For how long this node has held an older configuration than the primary's."""
+        if self._behind_since is None:
+            return None
+        if self._cluster.version >= self._primary_version or self.role == "primary":
+            self._behind_since = None
+            return None
+        return time.monotonic() - self._behind_since
+
     def info(self) -> dict:
         cfg = self._cluster
         return {
@@ -213,6 +243,9 @@ class NodeState:
             "config_hash": self._hash,
             "admin_host_key_fingerprint": self.admin_host_key_fingerprint,
             "file_port": self.file_address[1] if self.file_address else None,
+            "agent_port": self.agent_address[1] if self.agent_address else None,
+            "lb": self._lb_info(),
+            "sessions": self.session_count(),
             "fenced": self.fenced,
             "uptime_s": round(time.monotonic() - self.started, 1),
         }

@@ -15,6 +15,7 @@ from textual.widgets import Footer, Header, Input, Static
 
 from ..app import LinkChanged, NodeEvent
 from ..model import ages
+from ..model.lb_status import lb_cell
 from ..widgets.live_table import LiveTable
 from .confirm import ConfirmScreen
 
@@ -22,8 +23,9 @@ from .confirm import ConfirmScreen
 # screen shows it), then latency and role; name, state, sync, last sync and version stay.
 COLUMNS = [("name", "Name", 0), ("address", "Address", 3), ("role", "Role", 1),
            ("state", "State", 0), ("sync", "Sync", 0), ("last", "Last sync", 0),
-           ("version", "Version", 0), ("latency", "Latency", 2)]
-REFRESH_EVENTS = ("member.state", "sync.result", "config.changed", "role.changed")
+           ("version", "Version", 0), ("lb", "Balancer", 1), ("latency", "Latency", 2)]
+REFRESH_EVENTS = ("member.state", "member.service", "sync.result", "config.changed",
+                  "role.changed")
 
 
 def utc_now() -> datetime.datetime:  # the clock ages are counted on (fixed in snapshots)
@@ -51,6 +53,7 @@ def row_cells(s: dict[str, Any]) -> tuple[str, ...]:
         "on" if s.get("sync_enabled") else "off",
         "-" if s["role"] == "primary" and s.get("in_sync") else age(s.get("last_synchronized")),
         version_text(s),
+        lb_cell(s),
         f"{latency:.1f} ms" if latency is not None and s.get("state") == "up" else "-",
     )
 
@@ -82,6 +85,8 @@ class ServersScreen(Screen[None]):
         Binding("space", "toggle_sync", "On/off", id="toggle-sync",
                 tooltip="Turn the selected server's sync on or off"),
         Binding("p", "promote", "Promote", id="promote"),
+        Binding("n", "toggle_drain", "Drain", id="drain",
+                tooltip="Drain the selected server (no new sessions), or undrain it"),
         Binding("enter", "details", "Details", id="details", show=False),
         Binding("o", "sort", "Sort", id="sort", show=False),
         Binding("slash", "filter", "Filter", id="filter", show=False),
@@ -268,6 +273,22 @@ class ServersScreen(Screen[None]):
             self.notify(f"could not change sync of {server['name']}: {exc}", severity="error")
             return
         self.notify(f"sync {'on' if wanted else 'off'} for {server['name']}")
+        self.load()
+
+    @work(group="servers-action")
+    async def action_toggle_drain(self) -> None:
+        server = self._selected()
+        if server is None:
+            self.notify("select a server to drain or undrain", severity="warning")
+            return
+        wanted = "active" if server.get("lb_state", "active") != "active" else "drain"
+        try:
+            await self.app.service.set_lb_state(server["name"], wanted)  # type: ignore[attr-defined]
+        except Exception as exc:
+            self.notify(f"could not change {server['name']}: {exc}", severity="error")
+            return
+        self.notify(f"{server['name']} drained: no new sessions; open ones go on"
+                    if wanted == "drain" else f"{server['name']} back in service")
         self.load()
 
     @work(group="servers-action")

@@ -165,6 +165,10 @@ class ClusterService:
     async def set_member_sync(self, name: str, enabled: bool) -> dict[str, Any]:
         return await self.call("cluster.servers.set", {"name": name, "sync_enabled": enabled})
 
+    async def set_lb_state(self, name: str, lb_state: str) -> dict[str, Any]:
+        return await self.call("cluster.servers.set_lb_state",
+                               {"name": name, "lb_state": lb_state})
+
     async def sync_now(self, name: str | None = None) -> dict[str, Any]:
         return await self.call("cluster.sync.now", {"name": name} if name else {}, timeout=30)
 

@@ -1,0 +1,21 @@
+"""How a server's standing with the load balancer reads in a table: what its agent tells
+HAProxy, and its open sessions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_SET = {"active": "-", "drain": "draining", "maint": "maint"}
+
+
+def lb_cell(server: dict[str, Any]) -> str:
+    """``ready (3)``, ``draining (2)``, ``down``...: the agent's answer (``draining`` while
+    a drain is set but not yet answered), then the sessions open on the server."""
+    answer = server.get("lb_answer")
+    wanted = server.get("lb_state") or "active"
+    if answer is None or (wanted != "active" and answer == "ready"):
+        answer = _SET.get(wanted, "-")  # set in the configuration, not yet answered
+    elif answer == "drain":
+        answer = "draining"
+    sessions = server.get("sessions")
+    return answer if sessions is None else f"{answer} ({sessions})"
