@@ -60,7 +60,9 @@ class LbOptions:
     timeout_connect: str = "5s"
     timeout_client: str = "1h"
     timeout_server: str = "1h"
-    maxconn: int = 10000
+    # Sessions at once; HAProxy needs about two descriptors per session, and refuses to
+    # start when its file descriptor limit is lower than that (20,000 here is common).
+    maxconn: int = 4000
     cluster_id: str = ""  # where the member list came from, for the header comment
     version: int | None = None  # the cluster configuration's version, likewise
 

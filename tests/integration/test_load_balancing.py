@@ -1,0 +1,286 @@
+"""A real HAProxy, configured by `mft lb haproxy`, in front of three real nodes, driven by
+the stock OpenSSH `sftp`: sessions spread round-robin, the client's real address through
+PROXY v2 (and a deny rule for it), a drain that keeps a running transfer, and a node
+killed in the middle of a stream of sessions without a single client error.
+
+The cluster and HAProxy are started once for the module; the kill comes last."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_openssh import common_options
+from tests.support import (
+    ADMIN_PASSWORD,
+    Node,
+    add_server,
+    connect,
+    require_tool,
+    run_mft,
+    start_node_process,
+    stop_node_process,
+)
+
+pytestmark = pytest.mark.openssh
+
+LB_HOST = "127.0.0.60"
+HOSTS = ["127.0.0.101", "127.0.0.102", "127.0.0.103"]
+CLIENT_TIMEOUT_S = 30
+
+
+@dataclass
+class Balanced:
+    nodes: list[Node]
+    work: Path
+    key: Path
+    lb_port: int
+    stats: Path
+    haproxy: subprocess.Popen[bytes]
+    config: str
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def show_stat(stats: Path) -> dict[str, str]:
+    """HAProxy's view of each server of the backend: UP, DOWN, DRAIN, MAINT..."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(5)
+        s.connect(str(stats))
+        s.sendall(b"show stat\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    lines = data.decode().splitlines()
+    header = lines[0].lstrip("# ").split(",")
+    status = {}
+    for line in lines[1:]:
+        row = dict(zip(header, line.split(",")))
+        if row.get("pxname") == "mft_sftp" and row.get("svname") not in ("FRONTEND",
+                                                                           "BACKEND"):
+            status[row["svname"]] = row["status"]
+    return status
+
+
+def wait_for(predicate, timeout: float, step: float = 0.05, shown=lambda: "") -> float:
+    started = time.monotonic()
+    while not predicate():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"not within {timeout} s {shown()}")
+        time.sleep(step)
+    return time.monotonic() - started
+
+
+def sftp_through(b: Balanced, commands: list[str], source: str,
+                 cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    batch = b.work / f"batch-{time.monotonic_ns()}-{os.getpid()}-{source}"
+    batch.write_text("".join(c + "\n" for c in commands))
+    cmd = [require_tool("sftp"), *common_options(b.work), "-o", "IdentitiesOnly=yes",
+           "-o", "BatchMode=yes", "-o", f"BindAddress={source}", "-i", str(b.key),
+           "-P", str(b.lb_port), "-b", str(batch), f"alice@{LB_HOST}"]
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=CLIENT_TIMEOUT_S,
+                              stdin=subprocess.DEVNULL, cwd=cwd or b.work)
+    finally:
+        batch.unlink(missing_ok=True)
+
+
+def audit_logins(node: Node, address: str) -> int:
+    """Logins from ``address`` in the node's audit log (JSON lines)."""
+    path = node.home / "audit.log"
+    if not path.exists():
+        return 0
+    events = [json.loads(line) for line in path.read_text().splitlines() if line]
+    return sum(1 for e in events if e["event"] == "login" and e.get("address") == address)
+
+
+async def _form(nodes: list[Node], work: Path, key_line: str) -> None:
+    async with await connect(nodes[0], work) as client:
+        for node in nodes[1:]:
+            await add_server(client, node)
+        await client.call("users.add", {"name": "alice", "keys": [key_line]})
+        # HAProxy reaches the nodes from 127.0.0.1; the tests' clients use 127.0.0.5x.
+        await client.call("lb.set_proxy_protocol", {"mode": "required",
+                                                    "trusted": ["127.0.0.1/32"]})
+        version = (await client.call("node.info"))["version"]
+    for node in nodes[1:]:
+        async with await connect(node, work) as client:
+            deadline = time.monotonic() + 10
+            while (await client.call("node.info"))["version"] < version:
+                assert time.monotonic() < deadline, "the change did not reach every node"
+                await asyncio.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def balanced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Balanced]:
+    work = tmp_path_factory.mktemp("lb")
+    haproxy_bin = require_tool("haproxy")
+    key = work / "alice_ed25519"
+    subprocess.run([require_tool("ssh-keygen"), "-q", "-t", "ed25519", "-N", "", "-f",
+                    str(key)], check=True)
+    nodes: list[Node] = []
+    haproxy = None
+    try:
+        for i, host in enumerate(HOSTS):
+            nodes.append(start_node_process(work, f"lb-{i}", host=host))
+        asyncio.run(_form(nodes, work, (work / "alice_ed25519.pub").read_text().strip()))
+        lb_port, stats, out = free_port(LB_HOST), work / "haproxy.sock", work / "haproxy.cfg"
+        made = run_mft(work, "lb", "haproxy", "--connect", nodes[0].connect, "--accept-new",
+                       "--bind", f"{LB_HOST}:{lb_port}", "--stats-socket", str(stats),
+                       "--out", str(out), MFT_PASSWORD=ADMIN_PASSWORD)
+        assert made.returncode == 0, made.stderr
+        config = out.read_text()
+        assert config.count("send-proxy-v2 check-send-proxy") == 3
+        log = (work / "haproxy.log").open("wb")
+        haproxy = subprocess.Popen([haproxy_bin, "-f", str(out), "-db"], stdout=log,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        b = Balanced(nodes, work, key, lb_port, stats, haproxy, config)
+        wait_for(lambda: stats.exists() and list(show_stat(stats).values()) == ["UP"] * 3,
+                 timeout=15)
+        yield b
+    finally:
+        if haproxy is not None:
+            haproxy.terminate()
+            haproxy.wait(timeout=10)
+        for node in nodes:
+            stop_node_process(node)
+
+
+def test_sessions_are_spread_round_robin_and_seen_with_their_real_address(
+        balanced: Balanced) -> None:
+    b = balanced
+    opened = []
+    try:
+        for _ in range(30):
+            opened.append(subprocess.Popen(
+                [require_tool("sftp"), *common_options(b.work), "-o", "IdentitiesOnly=yes",
+                 "-o", "BatchMode=yes", "-o", "BindAddress=127.0.0.53", "-i", str(b.key),
+                 "-P", str(b.lb_port), f"alice@{LB_HOST}"],
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+        async def listed() -> list[dict]:
+            async with await connect(b.nodes[0], b.work) as client:
+                deadline = time.monotonic() + 20
+                while True:
+                    sessions = (await client.call("sessions.list"))["sessions"]
+                    if len(sessions) >= 30 or time.monotonic() > deadline:
+                        return sessions
+                    await asyncio.sleep(0.2)
+        sessions = asyncio.run(listed())
+    finally:
+        for process in opened:
+            process.stdin.close()  # type: ignore[union-attr]
+        for process in opened:
+            process.wait(timeout=CLIENT_TIMEOUT_S)
+    assert len(sessions) == 30
+    per_node = collections.Counter(s["node"] for s in sessions)
+    assert sorted(per_node.values()) == [10, 10, 10], per_node
+    assert {s["address"] for s in sessions} == {"127.0.0.53"}
+
+
+def test_proxy_v2_gives_the_real_address_to_the_ip_filter(balanced: Balanced) -> None:
+    b = balanced
+    before = sum(audit_logins(n, "127.0.0.50") for n in b.nodes)
+    assert sftp_through(b, ["pwd"], "127.0.0.50").returncode == 0
+    assert sum(audit_logins(n, "127.0.0.50") for n in b.nodes) == before + 1
+
+    async def set_rules(rules: list[dict]) -> None:
+        async with await connect(b.nodes[0], b.work) as client:
+            await client.call("ipfilter.set", {"site": "default", "rules": rules})
+    asyncio.run(set_rules([{"action": "deny", "match": "127.0.0.50"}]))
+    try:
+        time.sleep(0.5)  # the change reaches every member
+        refused = [sftp_through(b, ["pwd"], "127.0.0.50") for _ in range(3)]  # every node
+        assert all(r.returncode != 0 for r in refused)
+        assert "127.0.0.50" in refused[0].stderr  # the node names the address it refused
+        assert sftp_through(b, ["pwd"], "127.0.0.51").returncode == 0
+    finally:
+        asyncio.run(set_rules([]))
+
+
+def test_a_drained_node_gets_no_new_session_and_finishes_its_transfer(
+        balanced: Balanced) -> None:
+    b = balanced
+    payload = os.urandom(12 * 1024 * 1024)
+    # Each node has its own storage folder here: put the file on all three.
+    for node in b.nodes:
+        (node.home / "files" / "alice").mkdir(parents=True, exist_ok=True)
+        (node.home / "files" / "alice" / "big.bin").write_bytes(payload)
+    local = b.work / "drain"
+    local.mkdir()
+    slow = subprocess.Popen(
+        [require_tool("sftp"), *common_options(b.work), "-o", "IdentitiesOnly=yes",
+         "-o", "BatchMode=yes", "-o", "BindAddress=127.0.0.54", "-i", str(b.key),
+         "-l", "32000", "-P", str(b.lb_port), "-b", "-", f"alice@{LB_HOST}"],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=local)
+    assert slow.stdin is not None
+    slow.stdin.write(b"get big.bin\n")
+    slow.stdin.close()
+    wait_for(lambda: any(audit_logins(n, "127.0.0.54") for n in b.nodes), timeout=10)
+    serving = next(n for n in b.nodes if audit_logins(n, "127.0.0.54"))
+    name = serving.home.name
+    drained = run_mft(b.work, "servers", "drain", name, "--connect", b.nodes[0].connect,
+                      "--accept-new", MFT_PASSWORD=ADMIN_PASSWORD)
+    assert drained.returncode == 0, drained.stderr
+    took = wait_for(lambda: show_stat(b.stats).get(name, "").startswith("DRAIN"), timeout=2.5,
+                    shown=lambda: show_stat(b.stats))
+    assert took <= 2.0
+    try:
+        results = [sftp_through(b, ["pwd"], "127.0.0.55") for _ in range(9)]
+        assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
+        assert audit_logins(serving, "127.0.0.55") == 0
+        assert sum(audit_logins(n, "127.0.0.55") for n in b.nodes) == 9
+        assert slow.wait(timeout=60) == 0, slow.stderr.read() if slow.stderr else ""
+        assert hashlib.sha256((local / "big.bin").read_bytes()).digest() == \
+            hashlib.sha256(payload).digest()
+    finally:
+        if slow.poll() is None:
+            slow.kill()
+        undone = run_mft(b.work, "servers", "undrain", name, "--connect", b.nodes[0].connect,
+                         "--accept-new", MFT_PASSWORD=ADMIN_PASSWORD)
+        assert undone.returncode == 0, undone.stderr
+        wait_for(lambda: show_stat(b.stats).get(name) == "UP", timeout=5)
+
+
+def test_a_killed_node_is_marked_down_and_no_client_fails(balanced: Balanced) -> None:
+    b = balanced
+    victim = b.nodes[2]
+    name = victim.home.name
+    assert victim.process is not None
+    marked_down: list[float] = []
+
+    def watch() -> None:  # HAProxy's view, every 50 ms, until it says DOWN (or 10 s)
+        while time.monotonic() - killed < 10:
+            if show_stat(b.stats).get(name) == "DOWN":
+                marked_down.append(time.monotonic() - killed)
+                return
+            time.sleep(0.05)
+
+    victim.process.send_signal(signal.SIGKILL)
+    victim.process.wait(timeout=10)
+    killed = time.monotonic()
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        watching = pool.submit(watch)
+        runs = list(pool.map(lambda i: sftp_through(b, ["pwd"], f"127.0.0.{70 + i % 5}"),
+                             range(50)))
+        watching.result()
+    failures = [r.stderr for r in runs if r.returncode != 0]
+    assert failures == []
+    assert marked_down and marked_down[0] <= 3.0, marked_down
