@@ -20,10 +20,12 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.integration.test_openssh import common_options
+from tui.node.proxy_protocol import build_v1
 from tests.support import (
     ADMIN_PASSWORD,
     Node,
@@ -116,6 +118,7 @@ async def _form(nodes: list[Node], work: Path, key_line: str) -> None:
         for node in nodes[1:]:
             await add_server(client, node)
         await client.call("users.add", {"name": "alice", "keys": [key_line]})
+        await client.call("settings.set", {"key": "monitor.period_s", "value": 1})
         # HAProxy reaches the nodes from 127.0.0.1; the tests' clients use 127.0.0.5x.
         await client.call("lb.set_proxy_protocol", {"mode": "required",
                                                     "trusted": ["127.0.0.1/32"]})
@@ -257,6 +260,59 @@ def test_a_drained_node_gets_no_new_session_and_finishes_its_transfer(
                          "--accept-new", MFT_PASSWORD=ADMIN_PASSWORD)
         assert undone.returncode == 0, undone.stderr
         wait_for(lambda: show_stat(b.stats).get(name) == "UP", timeout=5)
+
+
+async def _key_login_after(b: Balanced, node: Node, source: str, header: bytes) -> Any:
+    """An SSH key login to a node's file port from ``source``, with ``header`` first: what
+    HAProxy's send-proxy does, played by the test."""
+    import asyncssh
+    sock = socket.create_connection((node.host, node.extra["file_port"]), timeout=5,
+                                    source_address=(source, 0))
+    sock.sendall(header)
+    return await asyncssh.connect(sock=sock, username="alice", client_keys=[str(b.key)],
+                                  known_hosts=None, agent_path=None, login_timeout=10)
+
+
+def test_a_v1_header_from_the_balancer_is_read_and_others_are_dropped(
+        balanced: Balanced) -> None:
+    import asyncssh
+    b, node = balanced, balanced.nodes[1]
+
+    async def scenario() -> None:
+        header = build_v1("127.0.0.57", 40001, node.host, node.extra["file_port"])
+        async with await _key_login_after(b, node, "127.0.0.1", header):
+            async with await connect(b.nodes[0], b.work) as client:
+                sessions = (await client.call("sessions.list"))["sessions"]
+        assert [(s["address"], s["port"]) for s in sessions] == [("127.0.0.57", 40001)]
+        # A header from an address that is not a trusted balancer: not an SSH client.
+        with pytest.raises((asyncssh.Error, OSError)):
+            await _key_login_after(b, node, "127.0.0.58", header)
+        # No header from the balancer while it is required: dropped, not served.
+        with pytest.raises((asyncssh.Error, OSError)):
+            await _key_login_after(b, node, "127.0.0.1", b"")
+    asyncio.run(scenario())
+
+
+def test_health_checks_are_neither_logins_nor_failures(balanced: Balanced) -> None:
+    """By now HAProxy has checked every node's SSH banner (with a PROXY LOCAL header) and
+    asked its agent every second, and the primary has checked them too."""
+    b = balanced
+    for node in b.nodes:
+        events = [json.loads(line) for line in
+                  (node.home / "audit.log").read_text().splitlines() if line]
+        assert not [e for e in events if e["event"] == "login_failed"]
+        assert not [e for e in events if e["event"] == "ban"]
+
+    async def checked() -> list[tuple]:  # the primary's checks, as HAProxy's see them
+        async with await connect(b.nodes[0], b.work) as client:
+            deadline = time.monotonic() + 5
+            while True:
+                rows = (await client.call("cluster.status"))["servers"]
+                seen = [(s["file_check"], s["agent_check"], s["lb_answer"]) for s in rows]
+                if set(seen) == {("up", "up", "ready")} or time.monotonic() > deadline:
+                    return seen
+                await asyncio.sleep(0.2)
+    assert asyncio.run(checked()) == [("up", "up", "ready")] * 3
 
 
 def test_a_killed_node_is_marked_down_and_no_client_fails(balanced: Balanced) -> None:

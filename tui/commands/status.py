@@ -24,6 +24,7 @@ from .output import (
     table,
 )
 from ..model.ages import age
+from ..model.lb_status import lb_cell
 
 WATCH_TICK_S = 1.0
 WATCH_REFRESH_S = 5.0  # re-read the snapshot this often even when no event came
@@ -57,6 +58,21 @@ def problems(status: dict[str, Any]) -> list[str]:
                          f"primary {cluster.get('version')})")
         elif s.get("in_sync") is None:
             found.append(f"{name}: sync state unknown")
+        if s.get("state") == "up":
+            found.extend(_service_problems(s))
+    return found
+
+
+def _service_problems(s: dict[str, Any]) -> list[str]:
+    """What HAProxy would see wrong with a member that answers its admin port."""
+    name, found = s.get("name"), []
+    if s.get("file_check") == "down":
+        found.append(f"{name}: file service not answering ({s.get('file_check_error')})")
+    if s.get("agent_check") == "down":
+        found.append(f"{name}: load balancer agent not answering "
+                     f"({s.get('agent_check_error')})")
+    elif s.get("lb_answer") == "down":
+        found.append(f"{name}: tells the load balancer it is down ({s.get('lb_reason')})")
     return found
 
 
@@ -93,10 +109,10 @@ def render(status: dict[str, Any]) -> str:
         "on" if s.get("sync_enabled") else "off",
         "-" if s.get("role") == "primary" and s.get("in_sync") else
         age(s.get("last_synchronized")),
-        _version(s), _latency(s),
+        _version(s), str(s.get("file_check") or "-"), lb_cell(s), _latency(s),
     ] for s in status["servers"]]
     body = table(["NAME", "ADDRESS", "ROLE", "STATE", "SYNC", "LAST SYNCHRONIZED", "VERSION",
-                  "LATENCY"], rows)
+                  "FILES", "BALANCER", "LATENCY"], rows)
     found = problems(status)
     tail = ("\ndegraded: " + "; ".join(found)) if found else "\nhealthy: every member up and in sync"
     return safe(head) + "\n" + body + safe(tail)

@@ -4,10 +4,10 @@ HAProxy connects every ``agent-inter``, reads one line and closes. The answer:
 
 - ``maint`` when the member is in maintenance, ``drain`` when it is drained (no new
   sessions; the open ones go on): both set by the primary in the synced configuration;
-- ``down`` when the node cannot serve as a member of the cluster: it has no cluster
-  configuration, it is not (or no longer) a member of it, a newer primary has fenced it,
-  its file service is not running, or it has been behind the primary's configuration for
-  longer than ``load_balancer.max_lag_s``;
+- ``down`` when the node cannot serve as a member of the cluster: it is no longer a
+  member of it (removed), a newer primary has fenced it, its file service is not running,
+  or it has been behind the primary's configuration for longer than
+  ``load_balancer.max_lag_s``;
 - ``ready`` otherwise (``ready``, not ``up``: only ``ready`` lifts a drain or maint that
   HAProxy remembers).
 
@@ -45,10 +45,8 @@ class AgentAnswer:
 def agent_answer(state: NodeState, files_running: bool) -> AgentAnswer:
     cfg = state.cluster
     me = cfg.member(state.node.node_id)
-    if not cfg.cluster_id:
-        return AgentAnswer("down", "not part of a cluster")
-    if me is None:
-        return AgentAnswer("down", "not a member of the cluster")
+    if cfg.cluster_id and me is None:
+        return AgentAnswer("down", "not a member of the cluster (removed)")
     if state.fenced:
         return AgentAnswer("down", "fenced by a newer primary")
     if not files_running:
@@ -57,6 +55,8 @@ def agent_answer(state: NodeState, files_running: bool) -> AgentAnswer:
     if lag is not None and lag > cfg.load_balancer.max_lag_s:
         return AgentAnswer("down", f"behind the primary's configuration for {lag:.0f} s "
                                    f"(limit {cfg.load_balancer.max_lag_s} s)")
+    if me is None:  # standalone: a cluster of one
+        return AgentAnswer("ready", "serving (standalone)")
     if me.lb_state == "maint":
         return AgentAnswer("maint", "in maintenance")
     if me.lb_state == "drain":
