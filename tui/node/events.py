@@ -15,7 +15,8 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-KINDS = ("member.state", "member.sample", "sync.result", "config.changed", "role.changed")
+KINDS = ("member.state", "member.sample", "member.service", "sync.result", "config.changed",
+         "role.changed")
 MAX_QUEUE = 1000
 
 
