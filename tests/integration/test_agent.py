@@ -30,13 +30,16 @@ from tui.node.state import NodeState
 
 
 def ask_agent(node: Node) -> str:
-    """What HAProxy reads: one line, then the agent closes."""
+    """What HAProxy reads: one line, then the agent closes. Returned as the state it sets
+    (``up ready`` -> ready, ``up drain`` -> drain)."""
     with socket.create_connection((node.host, node.extra["agent_port"]), timeout=5) as s:
         data = b""
         while chunk := s.recv(256):
             data += chunk
     assert data.endswith(b"\n") and data.count(b"\n") == 1, data
-    return data.decode().strip()
+    words = data.decode().split()
+    assert words in (["up", "ready"], ["up", "drain"], ["maint"], ["down"]), words
+    return words[-1]
 
 
 async def test_the_answer_follows_the_node_state(tmp_path: Path) -> None:

@@ -143,10 +143,11 @@ def test_add_list_follow_and_tune_sync(tmp_path: Path, trio: list[Node]) -> None
     assert f"cluster {data['cluster_id']}  epoch {data['epoch']}  version {data['version']}" \
         in result.stdout
     header = result.stdout.splitlines()[1]
-    assert header.split() == ["NAME", "ADDRESS", "ROLE", "SYNC", "STATE", "LAST",
-                              "SYNCHRONIZED", "VERSION", "LAST", "ERROR"]
+    assert header.split() == ["NAME", "ADDRESS", "ROLE", "SYNC", "STATE", "LB", "(SESSIONS)",
+                              "LAST", "SYNCHRONIZED", "VERSION", "LAST", "ERROR"]
+    # Its agent tells the load balancer it is ready; no file session is open on it.
     assert re.search(rf"^node-b\s+127\.0\.0\.22:{second.port}\s+secondary\s+on\s+in sync\s+"
-                     rf"\d+ s ago\s+{data['version']}\s+-$", result.stdout, re.M), result.stdout
+                     rf"ready \(0\)\s+\d+ s ago\s+{data['version']}\s+-$", result.stdout, re.M), result.stdout
 
     # Sync off for one server: it stays behind while the other follows.
     result = mft(tmp_path, primary, "servers", "set", "node-b", "--sync", "off")

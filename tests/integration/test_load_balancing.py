@@ -315,6 +315,37 @@ def test_health_checks_are_neither_logins_nor_failures(balanced: Balanced) -> No
     assert asyncio.run(checked()) == [("up", "up", "ready")] * 3
 
 
+def test_a_member_behind_is_taken_out_and_comes_back_once_in_sync(balanced: Balanced) -> None:
+    """The agent says down while the member lags the primary for longer than
+    lb.max_lag_s, and HAProxy puts it back once it has caught up: a down is lifted only by
+    an explicit up, which the agent sends with ready."""
+    b = balanced
+    name = b.nodes[1].home.name
+
+    async def call(method: str, params: dict) -> dict:
+        async with await connect(b.nodes[0], b.work) as client:
+            return await client.call(method, params)
+
+    async def reached(node: Node, version: int) -> None:
+        async with await connect(node, b.work) as client:
+            deadline = time.monotonic() + 10
+            while (await client.call("node.info"))["version"] < version:
+                assert time.monotonic() < deadline, "the change did not reach the member"
+                await asyncio.sleep(0.05)
+    changed = asyncio.run(call("settings.set", {"key": "lb.max_lag_s", "value": 1}))
+    asyncio.run(reached(b.nodes[1], changed["version"]))  # it knows the limit first
+    asyncio.run(call("cluster.servers.set", {"name": name, "sync_enabled": False}))
+    try:
+        asyncio.run(call("users.add", {"name": "bob", "password": "bob-Secret-pass-1"}))
+        wait_for(lambda: show_stat(b.stats).get(name, "").startswith("DOWN"), timeout=8,
+                 shown=lambda: show_stat(b.stats))
+        assert sftp_through(b, ["pwd"], "127.0.0.56").returncode == 0  # the others serve
+    finally:
+        asyncio.run(call("cluster.servers.set", {"name": name, "sync_enabled": True}))
+    wait_for(lambda: show_stat(b.stats).get(name) == "UP", timeout=8,
+             shown=lambda: show_stat(b.stats))
+
+
 def test_a_killed_node_is_marked_down_and_no_client_fails(balanced: Balanced) -> None:
     b = balanced
     victim = b.nodes[2]

@@ -17,12 +17,14 @@ from tests.support import (
     connect,
     file_login,
     login_outcome,
+    require_tool,
     start_node_process,
     stop_node_process,
     wait_until,
 )
 from tui.app import MftApp
 from tui.services.admin_client import Credentials
+from tui.services.haproxy_config import check
 from tui.services.cluster import ClusterService, Connection
 from tui.services.hostkeys import HostKeyStore, TrustPolicy
 from tui.widgets.live_table import LiveTable
@@ -756,3 +758,70 @@ async def test_audit_screen_lists_logins_and_uploads(file_node: Node, tmp_path: 
         await pilot.press("r")
         await wait_until(lambda: next(iter(cells(app, "#audit").values()))[1]
                          == "login_failed", 5.0)
+
+
+async def test_haproxy_screen_shows_the_checked_configuration_and_saves_it(
+        file_node: Node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from textual.widgets import Input, TextArea
+    require_tool("haproxy")
+    node = file_node
+    app = MftApp(await service_for(node, tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(lambda: len(cells(app)) == 1, 10.0)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "HAProxy configuration for the cluster, checked with haproxy -c" in titles
+        await pilot.press("h")
+        await wait_until(lambda: on_screen(app, "HaproxyScreen"))
+        await wait_until(lambda: app.screen.config is not None, 10.0)
+        text = app.screen.query_one("#haproxy-text", TextArea).text
+        server = next(line.split() for line in text.splitlines()
+                      if line.startswith("    server "))
+        assert server[1:3] == ["fs-0", f"127.0.0.70:{node.extra['file_port']}"]
+        assert server[server.index("agent-port") + 1] == str(node.extra["agent_port"])
+        verdict = text_of(app, "#haproxy-check")
+        assert "haproxy -c: the configuration is valid" in verdict, verdict
+        assert "1 member, PROXY protocol off" in verdict
+        # w asks where, enter writes it there whole (atomically: no temp file stays).
+        out = tmp_path / "lb" / "haproxy.cfg"
+        out.parent.mkdir()
+        await pilot.press("w")
+        box = app.screen.query_one("#save-path", Input)
+        assert box.display and box.has_focus
+        await fill(pilot, app, "save-path", str(out))
+        await pilot.press("enter")
+        await wait_until(lambda: notified(app, f"saved the HAProxy configuration to {out}"),
+                         5.0)
+        assert out.read_text() == app.screen.config.text and check(out.read_text()).ok
+        assert (out.stat().st_mode & 0o777) == 0o644
+        assert [p.name for p in out.parent.iterdir()] == ["haproxy.cfg"]
+        assert not box.display
+        # A directory that is not there is said, and nothing breaks.
+        await pilot.press("w")
+        await fill(pilot, app, "save-path", str(tmp_path / "nowhere" / "haproxy.cfg"))
+        await pilot.press("enter")
+        await wait_until(lambda: notified(app, "could not save to"), 5.0)
+        assert not (tmp_path / "nowhere").exists()
+        # An haproxy that refuses it: its words are shown as it said them, and w saves
+        # nothing (as `mft lb haproxy --out` writes nothing then).
+        fake = tmp_path / "bin"
+        fake.mkdir()
+        (fake / "haproxy").write_text("#!/bin/sh\necho '[ALERT] config : parsing error "
+                                      "here' >&2\nexit 1\n")
+        (fake / "haproxy").chmod(0o755)
+        monkeypatch.setenv("PATH", str(fake))
+        await pilot.press("r")
+        await wait_until(lambda: "not valid" in text_of(app, "#haproxy-check"), 10.0)
+        assert "[ALERT] config : parsing error here" in text_of(app, "#haproxy-check")
+        await pilot.press("w")
+        await wait_until(lambda: notified(app, "it is not saved"), 5.0)
+        assert not app.screen.query_one("#save-path", Input).display
+        # Where haproxy is not installed the configuration is shown, not checked.
+        empty = tmp_path / "no-bin"
+        empty.mkdir()
+        monkeypatch.setenv("PATH", str(empty))
+        await pilot.press("r")
+        await wait_until(lambda: "not checked" in text_of(app, "#haproxy-check"), 10.0)
+        assert "haproxy is not installed here" in text_of(app, "#haproxy-check")
+        assert "    server fs-0 " in app.screen.query_one("#haproxy-text", TextArea).text
+        await pilot.press("escape")
+        await wait_until(lambda: on_screen(app, "ServersScreen"))

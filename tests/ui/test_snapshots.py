@@ -15,6 +15,7 @@ import pytest
 
 from tui.app import MftApp
 from tui.screens import servers
+from tui.services.haproxy_config import HaproxyConfig, LbOptions, for_cluster, render
 from tui.services.profiles import Profile
 
 NOW = datetime.datetime(2026, 12, 1, 9, 0, 0, tzinfo=datetime.UTC)
@@ -148,6 +149,16 @@ class RecordedService:
     async def bans(self) -> dict[str, Any]: return BANS
     async def audit(self, lines: int = 200, event: str | None = None) -> dict[str, Any]:
         return AUDIT
+    async def haproxy_config(self, bind: str = LbOptions.bind,
+                             balance: str = LbOptions.balance) -> HaproxyConfig:
+        # Rendered from the recorded members (with the ports a node reports); the check's
+        # outcome as haproxy -c gave it.
+        status = STATUS | {"servers": [s | {"file_port": 2222, "agent_port": 14984}
+                                       for s in STATUS["servers"]]}
+        members, options = for_cluster(status, {"proxy_protocol": "off"},
+                                       LbOptions(bind=bind, balance=balance))
+        return HaproxyConfig(render(members, options), True, "Configuration file is valid",
+                             True, len(members), "off")
 
 
 @pytest.fixture(autouse=True)
@@ -238,3 +249,8 @@ def test_audit(snap_compare: Any, size: tuple[int, int]) -> None:
 def test_audit_filtered(snap_compare: Any, size: tuple[int, int]) -> None:
     assert snap_compare(app(), terminal_size=size,
                         press=["g", "wait:200", "slash", *"login"])
+
+
+@SIZES
+def test_haproxy(snap_compare: Any, size: tuple[int, int]) -> None:
+    assert snap_compare(app(), terminal_size=size, press=["h", "wait:200"])

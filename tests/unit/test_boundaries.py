@@ -41,7 +41,8 @@ def test_model_is_pure(package: str) -> None:
     "tui.commands.status", "tui.commands.ipfilter", "tui.commands.failover",
     "tui.commands.monitor", "tui.node.monitor", "tui.node.events", "tui.node.failover",
     "tui.node.file_server", "tui.node.file_jail", "tui.node.bans", "tui.node.audit",
-    "tui.commands.users", "tui.commands.filesvc",
+    "tui.commands.users", "tui.commands.filesvc", "tui.commands.lb",
+    "tui.services.haproxy_config", "tui.services.cluster",
 ])
 def test_services_node_and_commands_never_load_textual(package: str) -> None:
     assert "textual" not in top_level(loaded_after(package))
@@ -51,7 +52,7 @@ def test_services_node_and_commands_never_load_textual(package: str) -> None:
     "tui.app", "tui.screens.servers", "tui.screens.ip_filter", "tui.screens.add_server",
     "tui.screens.sync_settings", "tui.screens.details", "tui.screens.connect",
     "tui.screens.users", "tui.screens.sessions", "tui.screens.bans", "tui.screens.audit",
-    "tui.widgets.live_table",
+    "tui.screens.haproxy", "tui.widgets.live_table",
 ])
 def test_screens_and_widgets_never_load_asyncssh(package: str) -> None:
     assert "asyncssh" not in top_level(loaded_after(package))

@@ -12,20 +12,17 @@ import argparse
 import asyncio
 import ipaddress
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write
 from ..protocol.rpc import METHOD_NOT_FOUND, RpcError
 from ..services import haproxy_config
-from ..services.haproxy_config import BALANCES, STICKY_MODES, Backend, LbOptions
+from ..services.haproxy_config import BALANCES, STICKY_MODES, LbOptions
 from .connect import add_connection_options, open_client
 from .output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandError, safe
 
 PROXY_MODES = ("off", "optional", "required")
 CALL_TIMEOUT_S = 30.0
-CONFIG_MODE = 0o644  # no secrets in it; HAProxy and its admins read it
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -94,22 +91,8 @@ def _options_from(args: argparse.Namespace) -> LbOptions:
     return options
 
 
-def _port_or_none(value: Any) -> int | None:
-    """A port the node reported; None when it did not (an older node) or sent no number."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-        return None
-    return value
-
-
-def backends_from(status: dict[str, Any]) -> list[Backend]:
-    return [Backend(name=str(s.get("name", "")), address=str(s.get("address", "")),
-                    file_port=_port_or_none(s.get("file_port")),
-                    agent_port=_port_or_none(s.get("agent_port")),
-                    lb_state=s.get("lb_state") if isinstance(s.get("lb_state"), str) else None)
-            for s in status.get("servers", [])]
-
-
-async def _ask(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+async def _ask(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The node's answers to cluster.status and lb.get (None: a node without lb.get)."""
     client = await open_client(args)
     async with client:
         status = await client.call("cluster.status", timeout=CALL_TIMEOUT_S)
@@ -118,33 +101,24 @@ async def _ask(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
         except RpcError as exc:
             if exc.code != METHOD_NOT_FOUND:
                 raise
-            lb = {"proxy_protocol": "off"}  # a node without PROXY protocol support
-    mode = lb.get("proxy_protocol", "off")
-    if mode not in PROXY_MODES:
-        raise CommandError(f"the node reports an unknown PROXY protocol mode {safe(mode)!r}")
-    return status, mode
+            lb = None  # a node without PROXY protocol support
+    return status, lb
 
 
 def run_haproxy(args: argparse.Namespace) -> int:
     options = _options_from(args)
-    status, mode = asyncio.run(_ask(args))
-    cluster = status.get("cluster") or {}
-    if cluster.get("primary_error"):
-        print(safe(f"warning: the primary could not be asked ({cluster['primary_error']}); "
-                   "the member list is this node's own"), file=sys.stderr)
-    options = replace(options, proxy_protocol=mode != "off",
-                      cluster_id=str(cluster.get("cluster_id") or ""),
-                      version=cluster.get("version"))
-    servers = backends_from(status)
+    status, lb = asyncio.run(_ask(args))
+    try:
+        mode = haproxy_config.proxy_mode(lb)
+    except ValueError as exc:
+        raise CommandError(safe(exc)) from None
+    servers, options = haproxy_config.for_cluster(status, lb, options)
+    for note in haproxy_config.notes(status, servers):
+        print(safe(f"warning: {note}"), file=sys.stderr)
     try:
         text = haproxy_config.render(servers, options)
     except ValueError as exc:
         raise CommandError(f"cannot write an HAProxy configuration: {exc}") from None
-    for s in servers:
-        if s.file_port is None or s.agent_port is None:
-            print(safe(f"warning: {s.name} did not report its file and agent ports; the "
-                       "defaults are assumed (see the comments in the configuration)"),
-                  file=sys.stderr)
     result = haproxy_config.check(text)
     if result.available and not result.ok:
         if args.out is None:
@@ -157,7 +131,7 @@ def run_haproxy(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     if args.out is not None:
         try:
-            atomic_write(args.out, text.encode("utf-8"), mode=CONFIG_MODE)
+            haproxy_config.save(args.out, text)
         except OSError as exc:
             raise CommandError(f"cannot write {args.out}: {exc.strerror or exc}") from None
         print(safe(f"wrote {args.out}: {len(servers)} member"
@@ -224,6 +198,8 @@ def run_proxy_protocol(args: argparse.Namespace) -> int:
     print(safe(f"PROXY protocol {mode}; trusted: {listed} (configuration version "
                f"{result.get('version')}; members take it with the next sync)"))
     if mode == "required":
-        print("once the members have it, file clients that connect to them directly (not "
-              "through the load balancer) are refused", file=sys.stderr)
+        print("once the members have it, connections from the trusted addresses without "
+              "a PROXY header are dropped; clients from other addresses are still served "
+              "directly (close the file port to all but the load balancers to stop that)",
+              file=sys.stderr)
     return EXIT_OK

@@ -73,8 +73,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     for verb, lb_state, what in (
             ("drain", "drain", "take no new sessions on one server; open ones go on"),
             ("undrain", "active", "put a drained (or maintenance) server back in service"),
-            ("maint", "maint", "put one server in maintenance: the load balancer takes it "
-                               "out, open sessions included")):
+            ("maint", "maint", "put one server in maintenance: the load balancer sends it "
+                               "nothing and stops checking it; open sessions go on")):
         v = verbs.add_parser(verb, help=what)
         add_connection_options(v)
         v.add_argument("name", help="the server's name (or node id)")
@@ -286,7 +286,8 @@ def run_lb_state(args: argparse.Namespace) -> int:
         return EXIT_OK
     said = {"drain": "drained: the load balancer sends it no new sessions; open ones go on",
             "active": "back in service: the load balancer sends it new sessions again",
-            "maint": "in maintenance: the load balancer takes it out"}[args.lb_state]
+            "maint": "in maintenance: the load balancer sends it nothing; open sessions go "
+                     "on until they end (or `mft sessions kill`)"}[args.lb_state]
     print(safe(f"{row.get('name')} {said} (within about a second, once every member has "
                f"the change)"))
     if row.get("sessions") is not None:

@@ -8,8 +8,10 @@ HAProxy connects every ``agent-inter``, reads one line and closes. The answer:
   member of it (removed), a newer primary has fenced it, its file service is not running,
   or it has been behind the primary's configuration for longer than
   ``load_balancer.max_lag_s``;
-- ``ready`` otherwise (``ready``, not ``up``: only ``ready`` lifts a drain or maint that
-  HAProxy remembers).
+- ``ready`` otherwise.
+
+On the wire ``ready`` and ``drain`` go with ``up``: HAProxy remembers a ``down`` until an
+``up``, and a drain or maint until a ``ready``.
 
 Nothing is read from the peer and nothing blocks: the answer is computed from memory,
 written, and the connection closed.
@@ -32,6 +34,12 @@ WRITE_TIMEOUT_S = 2.0
 MAX_CONNECTIONS = 64  # agent checks at once; more are closed at once (HAProxy retries)
 
 
+# What HAProxy is sent for each answer. ``up`` lifts a ``down`` the agent sent before
+# (HAProxy keeps it otherwise), ``ready`` lifts a drain or maint; neither lifts the other.
+_LINES = {"ready": b"up ready\n", "drain": b"up drain\n", "maint": b"maint\n",
+          "down": b"down\n"}
+
+
 @dataclass(frozen=True)
 class AgentAnswer:
     word: str  # ready, drain, maint or down
@@ -39,7 +47,7 @@ class AgentAnswer:
 
     @property
     def line(self) -> bytes:
-        return self.word.encode("ascii") + b"\n"
+        return _LINES[self.word]
 
 
 def agent_answer(state: NodeState, files_running: bool) -> AgentAnswer:

@@ -82,10 +82,11 @@ async def agent_check(host: str, port: int, timeout: float, source: str | None =
         line, latency = await _first_line(host, port, timeout, source)
     except (OSError, TimeoutError, ValueError) as exc:
         return False, str(exc) or f"no answer within {timeout:g} s", None
-    words = line.decode("ascii", "replace").replace(",", " ").split()
-    if not words:
-        return False, "empty answer", latency
-    return True, words[0], latency
+    words = set(line.decode("ascii", "replace").replace(",", " ").lower().split())
+    for word in ("maint", "down", "drain", "ready", "up"):  # what HAProxy would act on
+        if word in words:
+            return True, "ready" if word == "up" else word, latency
+    return False, f"no state in the answer {line[:40]!r}", latency
 
 
 @dataclass
@@ -144,11 +145,12 @@ class MemberHealth:
             out[name] = service.state if service else "unknown"
             out[name + "_error"] = service.last_error if service and \
                 service.state != "up" else None
-        lb = self.reported.get("lb") or {}
+        # A member that does not answer says nothing now: its last answer would mislead.
+        lb = (self.reported.get("lb") or {}) if self.state != "down" else {}
         out.update(file_port=self.reported.get("file_port"),
                    agent_port=self.reported.get("agent_port"),
                    lb_answer=lb.get("answer"), lb_reason=lb.get("reason"),
-                   sessions=self.reported.get("sessions"))
+                   sessions=self.reported.get("sessions") if self.state != "down" else None)
         if samples:
             out["samples"] = [s.to_dict() for s in self.samples]
         return out

@@ -43,7 +43,11 @@ MAX_UNAUTHENTICATED = 100
 MAX_PENDING_REFUSALS = 256
 QUIET_LOG_INTERVAL_S = 10.0
 MAX_PENDING_HEADERS = 256  # connections from load balancers whose PROXY header is awaited
-HEADER_WAIT_S = {True: 5.0, False: 3.0}  # required, optional
+# How long a trusted balancer's connection may keep silent before its PROXY header
+# (required) or before it counts as one without (optional). HAProxy sends the header as it
+# connects, so it is there at once; a health check without one expects the banner within
+# its own timeout (1 s by default).
+HEADER_WAIT_S = {True: 2.0, False: 0.3}
 
 
 def strong_kex_algs() -> list[str]:

@@ -68,7 +68,7 @@ class NodeState:
         self.file_address: tuple[str, int] | None = None  # the file service's, likewise
         self.agent_address: tuple[str, int] | None = None  # the agent port's, likewise
         self.lb_answer: Callable[[], tuple[str, str]] | None = None  # the agent's, if any
-        self.session_count: Callable[[], int] = lambda: 0
+        self.session_count: Callable[[], int | None] = lambda: None  # no file service
         # The newest configuration version the primary has said it holds, and since when
         # this node holds an older one (None: not behind, as far as it knows).
         self._primary_version = 0

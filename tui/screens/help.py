@@ -13,13 +13,14 @@ HELP = """[b]mft console[/b]
 [b]Servers[/b]    a add server  d remove  p promote (on a secondary)
            space sync on/off  y sync now  s sync settings
            i IP filters  enter details  o sort  / filter  q quit
-           u users  c sessions  b bans  g audit log
+           u users  c sessions  b bans  g audit log  h HAProxy
 [b]IP filters[/b] a add rule  e edit  x delete  [ ] move up/down
            t test an address  ctrl+s save  m show system sites
 [b]Users[/b]      a add  d remove  p password  k keys  r read-only
 [b]Sessions[/b]   k end the selected session
 [b]Bans[/b]       l lift the selected ban (on every node)
 [b]Audit log[/b]  / filter  r reload
+[b]HAProxy[/b]    r reload  w save to a file
 [b]Anywhere[/b]   ctrl+p palette (every action)  ? this help  esc back
 
 Servers follow the node's events; users, sessions and bans are

@@ -98,6 +98,8 @@ class ServersScreen(Screen[None]):
                 tooltip="Addresses banned by autoban"),
         Binding("g", "audit", "Audit log", id="audit", show=False,
                 tooltip="The node's audit log"),
+        Binding("h", "haproxy", "HAProxy", id="haproxy", show=False,
+                tooltip="HAProxy configuration for the cluster, checked with haproxy -c"),
     ]
 
     def __init__(self) -> None:
@@ -225,6 +227,10 @@ class ServersScreen(Screen[None]):
     def action_audit(self) -> None:
         from .audit import AuditScreen
         self.app.push_screen(AuditScreen(), lambda _: self.load())
+
+    def action_haproxy(self) -> None:
+        from .haproxy import HaproxyScreen
+        self.app.push_screen(HaproxyScreen())
 
     def on_data_table_row_selected(self, event: LiveTable.RowSelected) -> None:
         self.action_details()  # enter on a row: the table takes the key and says so

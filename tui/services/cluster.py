@@ -12,8 +12,11 @@ import asyncio
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from ..protocol.rpc import METHOD_NOT_FOUND, RpcError
+from . import haproxy_config as lb_config
 from .admin_client import AdminClient, Credentials
 from .errors import ConnectError
 from .hostkeys import HostKeyStore, TrustPolicy
@@ -168,6 +171,28 @@ class ClusterService:
     async def set_lb_state(self, name: str, lb_state: str) -> dict[str, Any]:
         return await self.call("cluster.servers.set_lb_state",
                                {"name": name, "lb_state": lb_state})
+
+    async def haproxy_config(self, bind: str = lb_config.LbOptions.bind,
+                             balance: str = lb_config.LbOptions.balance
+                             ) -> lb_config.HaproxyConfig:
+        """An HAProxy configuration for the members the primary lists, checked with
+        `haproxy -c` where the console runs (in a thread: the check starts a process).
+        Raises ValueError when none can be written (bad options, unusable member data)."""
+        options = lb_config.LbOptions(bind=bind, balance=balance)
+        lb_config.check_options(options)  # before asking anything of the node
+        status = await self.call("cluster.status", timeout=30)
+        try:
+            lb = await self.call("lb.get", timeout=30)
+        except RpcError as exc:
+            if exc.code != METHOD_NOT_FOUND:
+                raise
+            lb = None  # an older node, without PROXY protocol support
+        return await asyncio.to_thread(lb_config.build, status, lb, options)
+
+    async def save_haproxy_config(self, path: str, text: str) -> Path:
+        """Replace the file at ``path`` with ``text`` whole (atomically, in a thread);
+        returns where it went. Raises OSError."""
+        return await asyncio.to_thread(lb_config.save, path, text)
 
     async def sync_now(self, name: str | None = None) -> dict[str, Any]:
         return await self.call("cluster.sync.now", {"name": name} if name else {}, timeout=30)

@@ -1,9 +1,12 @@
 """An HAProxy configuration for a cluster's members, as text; and `haproxy -c` to check it.
 
-Pure text generation from the member list `cluster.status` reports (standard library only):
+Pure text generation from the member list `cluster.status` reports (no network, no UI):
 SFTP clients reach the members through one TCP frontend; HAProxy checks each member's SSH
 banner on its file port and asks the member's agent (agent-check) whether to send it new
 sessions. Optionally an HTTPS frontend with sticky sessions (by source address or cookie).
+`mft lb haproxy` and the console's HAProxy screen make it from the same answers to
+`cluster.status` and `lb.get` (`for_cluster`, `notes`; `build` does it all and checks), and
+write it whole (`save`).
 """
 
 from __future__ import annotations
@@ -14,13 +17,19 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ..atomic import atomic_write
+from ..model.config import PROXY_MODES
 
 DEFAULT_FILE_PORT = 2222
 DEFAULT_AGENT_PORT = 14984
 BALANCES = ("roundrobin", "leastconn")
 STICKY_MODES = ("source", "cookie")
+CONFIG_MODE = 0o644  # a written configuration holds no secrets; HAProxy and its admins read it
 COOKIE_NAME = "MFTSRV"
 FRONTEND = "mft_sftp"
 HTTP_FRONTEND = "mft_https"
@@ -72,6 +81,89 @@ class CheckResult:
     ok: bool  # haproxy -c accepted the configuration
     output: str  # what it printed (errors, warnings), the temp file's path replaced
     available: bool  # False: haproxy is not installed, nothing was checked
+
+
+@dataclass(frozen=True)
+class HaproxyConfig:
+    """A configuration for the cluster as it is now, and what `haproxy -c` said of it."""
+    text: str
+    ok: bool  # haproxy -c accepted it (False also when it was not checked)
+    output: str
+    available: bool  # False: haproxy is not installed where this ran, nothing was checked
+    members: int
+    proxy_protocol: str  # off, optional or required, as the cluster is set
+    notes: tuple[str, ...] = ()  # warnings about the member list (see `notes`)
+
+
+# -- from the cluster's answers ---------------------------------------------------------------
+
+def _port_or_none(value: Any) -> int | None:
+    """A port the node reported; None when it did not (an older node) or sent no number."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        return None
+    return value
+
+
+def backends_from(status: Mapping[str, Any]) -> list[Backend]:
+    """The members of a `cluster.status` answer, in its order."""
+    return [Backend(name=str(s.get("name", "")), address=str(s.get("address", "")),
+                    file_port=_port_or_none(s.get("file_port")),
+                    agent_port=_port_or_none(s.get("agent_port")),
+                    lb_state=s.get("lb_state") if isinstance(s.get("lb_state"), str) else None)
+            for s in status.get("servers", [])]
+
+
+def proxy_mode(lb: Mapping[str, Any] | None) -> str:
+    """The PROXY protocol mode of an `lb.get` answer; None (a node without lb.get) is off.
+    Raises ValueError for a mode this console does not know."""
+    mode = "off" if lb is None else lb.get("proxy_protocol", "off")
+    if mode not in PROXY_MODES:
+        raise ValueError(f"the node reports an unknown PROXY protocol mode {_comment(mode)!r}")
+    return str(mode)
+
+
+def for_cluster(status: Mapping[str, Any], lb: Mapping[str, Any] | None,
+                options: LbOptions) -> tuple[list[Backend], LbOptions]:
+    """The members and options to render from the answers to `cluster.status` and `lb.get`
+    (None: the node has no lb.get). Raises ValueError like `proxy_mode`."""
+    cluster = status.get("cluster") or {}
+    options = replace(options, proxy_protocol=proxy_mode(lb) != "off",
+                      cluster_id=str(cluster.get("cluster_id") or ""),
+                      version=cluster.get("version"))
+    return backends_from(status), options
+
+
+def notes(status: Mapping[str, Any], servers: Sequence[Backend]) -> list[str]:
+    """What the reader of the configuration should know about the member list."""
+    found = []
+    error = (status.get("cluster") or {}).get("primary_error")
+    if error:
+        found.append(f"the primary could not be asked ({error}); the member list is this "
+                     "node's own")
+    for s in servers:
+        if s.file_port is None or s.agent_port is None:
+            found.append(f"{s.name} did not report its file and agent ports; the defaults "
+                         "are assumed (see the comments in the configuration)")
+    return found
+
+
+def build(status: Mapping[str, Any], lb: Mapping[str, Any] | None,
+          options: LbOptions, haproxy: str = "haproxy") -> HaproxyConfig:
+    """Render and check the configuration for the cluster's answers (blocking: `haproxy -c`
+    runs). Raises ValueError when no configuration can be written for them."""
+    servers, options = for_cluster(status, lb, options)
+    text = render(servers, options)
+    result = check(text, haproxy)
+    return HaproxyConfig(text, result.ok, result.output, result.available, len(servers),
+                         proxy_mode(lb), tuple(notes(status, servers)))
+
+
+def save(path: str | os.PathLike[str], text: str) -> Path:
+    """Replace the file at ``path`` (a leading ~ is the user's home) with ``text`` whole;
+    returns the absolute path written. Raises OSError."""
+    target = Path(path).expanduser().absolute()
+    atomic_write(target, text.encode("utf-8"), mode=CONFIG_MODE)
+    return target
 
 
 # -- validation -------------------------------------------------------------------------------
