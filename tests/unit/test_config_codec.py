@@ -22,6 +22,7 @@ from tui.model.codec import (
 )
 from tui.model.config import (
     AutobanSettings,
+    LoadBalancerSettings,
     ClusterConfig,
     Member,
     MonitorSettings,
@@ -239,3 +240,30 @@ def test_any_valid_config_survives_a_toml_round_trip(version, epoch, interval, e
     assert again == cfg
     assert config_hash(again) == config_hash(cfg)
     assert dumps_cluster(again) == text
+
+
+def test_load_balancer_settings_round_trip_and_bad_ones_are_named() -> None:
+    lb = LoadBalancerSettings("required", ("10.0.0.5/32", "10.1.0.0/16"), 120)
+    member = Member("m1", "edge-1", "10.0.0.11", lb_state="drain")
+    cfg = replace(base(), load_balancer=lb, members=(member,))
+    back = loads_cluster(dumps_cluster(cfg))
+    assert back.load_balancer == lb and back.members[0].lb_state == "drain"
+    assert back.load_balancer.trusts("10.1.2.3") and not back.load_balancer.trusts("10.2.0.1")
+    for section, where, says in (
+            ({"proxy_protocol": "on", "trusted": ["10.0.0.5"]}, "proxy_protocol", "one of"),
+            ({"proxy_protocol": "required", "trusted": ["10.0.0.300"]}, "trusted[0]",
+             "not an IP address"),
+            ({"proxy_protocol": "optional", "trusted": []}, "trusted", "load balancers"),
+            ({"max_lag_s": 0}, "max_lag_s", "between 1 and 86400")):
+        err = error_of(edited(load_balancer=section))
+        assert err.key == f"load_balancer.{where}" and says in str(err), str(err)
+    bad_member = cluster_to_dict(cfg)
+    bad_member["members"][0]["lb_state"] = "paused"
+    assert error_of(tomli_w.dumps(bad_member)).key == "members[0].lb_state"
+
+
+def test_unused_load_balancer_fields_are_not_written() -> None:
+    """A document that does not use them reads and hashes as before they existed, so
+    members on the previous release keep taking it during a rolling upgrade."""
+    data = cluster_to_dict(replace(base(), members=(Member("m1", "edge-1", "10.0.0.11"),)))
+    assert "load_balancer" not in data and "lb_state" not in data["members"][0]

@@ -66,14 +66,29 @@ def cluster_to_dict(cfg: ClusterConfig) -> dict[str, Any]:
             }
             for u in cfg.users
         ],
-        "members": [asdict(m) for m in cfg.members],
+        "members": [_member_dict(m) for m in cfg.members],
         "removed_members": list(cfg.removed_members),
         "file_service": {"host_keys": list(cfg.file_host_keys),
                          "storage_root": cfg.storage_root},
-        "load_balancer": {"proxy_protocol": cfg.load_balancer.proxy_protocol,
-                          "trusted": list(cfg.load_balancer.trusted),
-                          "max_lag_s": cfg.load_balancer.max_lag_s},
-    }
+    } | _load_balancer_dict(cfg.load_balancer)
+
+
+# Load-balancing fields are written only when they differ from their defaults: a document
+# that does not use them reads (and hashes) as it did before they existed, so members
+# still running the previous release keep taking it during a rolling upgrade.
+
+def _member_dict(m: Member) -> dict[str, Any]:
+    out = asdict(m)
+    if out["lb_state"] == "active":
+        del out["lb_state"]
+    return out
+
+
+def _load_balancer_dict(lb: LoadBalancerSettings) -> dict[str, Any]:
+    if lb == LoadBalancerSettings():
+        return {}
+    return {"load_balancer": {"proxy_protocol": lb.proxy_protocol, "trusted": list(lb.trusted),
+                              "max_lag_s": lb.max_lag_s}}
 
 
 def cluster_from_dict(data: Any, file: str = CLUSTER_FILE) -> ClusterConfig:

@@ -63,8 +63,7 @@ class Node:
         self.agent = AgentServer(self.state, *agent_address, self._files_running) \
             if agent_address else None
         if self.agent is not None:
-            self.state.lb_answer = lambda: (self.agent.answer().word,
-                                            self.agent.answer().reason)
+            self.state.lb_answer = self._lb_answer
         if self.files is not None:
             self.state.session_count = lambda: len(self.files.sessions)
         self.runtime = ClusterRuntime(self.engine, Registration(self.state, self.engine, port),
@@ -80,6 +79,11 @@ class Node:
             "config", version=cfg.version, epoch=cfg.epoch))
         self.state.on_role_change(self._role_changed)
         self._role_task: asyncio.Task[None] | None = None
+
+    def _lb_answer(self) -> tuple[str, str]:
+        assert self.agent is not None
+        answer = self.agent.answer()
+        return answer.word, answer.reason
 
     def _files_running(self) -> bool:
         return self.files is not None and self.files.running
