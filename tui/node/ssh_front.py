@@ -349,15 +349,21 @@ class SshFront:
         try:
             _, conn = await loop.connect_accepted_socket(
                 lambda: NodeSSHConnection(loop, self._options), sock)
-            self._slots.pop(fd, None)
+            self._forget_slot(fd, slot)
             await conn.wait_closed()
         except OSError as exc:
             log.debug("%s: connection from %s failed at once: %s", self.name, slot.address,
                       exc)
             sock.close()
         finally:
-            self._slots.pop(fd, None)
+            self._forget_slot(fd, slot)
             self._release(slot)
+
+    def _forget_slot(self, fd: int, slot: _Slot) -> None:
+        # Only this socket's: once it is closed, a new connection may have its number, and
+        # with it the client address a PROXY header gave.
+        if self._slots.get(fd) is slot:
+            del self._slots[fd]
 
     def slot_of(self, sock: socket.socket | None) -> _Slot | None:
         return self._slots.get(sock.fileno()) if sock is not None else None

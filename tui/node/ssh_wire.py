@@ -14,8 +14,8 @@ connection layers are sealed at once, in order, without the IGNORE, and the pack
 in one turn of the event loop leave in one socket write. A session channel's writes in one turn are
 packed into full packets and sealed straight from its send buffer (``NodeServerChannel``).
 Every other packet (key exchange, banner, disconnect, anything asyncssh would hold back)
-first sends what is pending, then takes asyncssh's own path, so the byte stream keeps asyncssh's
-order. A rekey due, compression on, or a non-AEAD cipher: asyncssh's path for every
+first sends what is pending, then takes asyncssh's own path, so the byte stream keeps
+asyncssh's order. A rekey due, compression on, or a non-AEAD cipher: asyncssh's path for every
 packet.
 
 The send path reads asyncssh's connection state, which is not a public interface; it is
