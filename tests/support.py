@@ -202,3 +202,28 @@ async def login_outcome(node: Node, user: str, password: str, source: str) -> st
         return "dropped"
     conn.close()
     return "in"
+
+
+def haproxy_servers(stats: Path, backend: str | None = None) -> dict[str, str]:
+    """HAProxy's status of each server (UP, DOWN, DRAIN (agent), MAINT...), from its stats
+    socket's `show stat`; only ``backend``'s servers when given."""
+    import socket
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(5)
+        s.connect(str(stats))
+        s.sendall(b"show stat\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    lines = data.decode(errors="replace").splitlines()
+    if not lines:
+        return {}
+    header = lines[0].lstrip("# ").split(",")
+    status = {}
+    for line in lines[1:]:
+        row = dict(zip(header, line.split(",")))
+        if row.get("svname") in (None, "FRONTEND", "BACKEND"):
+            continue
+        if backend is None or row.get("pxname") == backend:
+            status[row["svname"]] = row.get("status", "")
+    return status

@@ -55,7 +55,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -263,23 +262,8 @@ async def _set_proxy_protocol(nodes: Sequence[Node], work: Path, mode: str) -> N
 
 def show_stat(stats: Path) -> dict[str, str]:
     """HAProxy's status of each server of the backend: UP, DOWN, UP 1/2, DRAIN, MAINT..."""
-    with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(5)
-        s.connect(str(stats))
-        s.sendall(b"show stat\n")
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    lines = data.decode(errors="replace").splitlines()
-    if not lines:
-        return {}
-    header = lines[0].lstrip("# ").split(",")
-    status = {}
-    for line in lines[1:]:
-        row = dict(zip(header, line.split(",")))
-        if row.get("pxname") == BACKEND and row.get("svname") not in ("FRONTEND", "BACKEND"):
-            status[row["svname"]] = row.get("status", "")
-    return status
+    from tests.support import haproxy_servers
+    return haproxy_servers(stats, BACKEND)
 
 
 @dataclass

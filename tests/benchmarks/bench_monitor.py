@@ -176,16 +176,8 @@ def haproxy_config(members: list[dict[str, Any]], period: int, path: Path) -> Pa
 
 def haproxy_servers_up(stats: Path) -> int:
     """How many servers HAProxy sees UP (its checks really run)."""
-    with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(5)
-        s.connect(str(stats))
-        s.sendall(b"show stat\n")
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    rows = [line.split(",") for line in data.decode().splitlines() if line and line[0] != "#"]
-    return sum(1 for r in rows if len(r) > 17 and r[1] not in ("BACKEND", "FRONTEND")
-               and r[17].startswith("UP"))
+    from tests.support import haproxy_servers
+    return sum(1 for status in haproxy_servers(stats).values() if status.startswith("UP"))
 
 
 async def admin(port: int, workdir: Path):

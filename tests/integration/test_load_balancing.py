@@ -32,6 +32,7 @@ from tests.support import (
     Node,
     add_server,
     connect,
+    haproxy_servers,
     require_tool,
     run_mft,
     start_node_process,
@@ -63,23 +64,8 @@ def free_port(host: str) -> int:
 
 
 def show_stat(stats: Path) -> dict[str, str]:
-    """HAProxy's view of each server of the backend: UP, DOWN, DRAIN, MAINT..."""
-    with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(5)
-        s.connect(str(stats))
-        s.sendall(b"show stat\n")
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    lines = data.decode().splitlines()
-    header = lines[0].lstrip("# ").split(",")
-    status = {}
-    for line in lines[1:]:
-        row = dict(zip(header, line.split(",")))
-        if row.get("pxname") == "mft_sftp" and row.get("svname") not in ("FRONTEND",
-                                                                           "BACKEND"):
-            status[row["svname"]] = row["status"]
-    return status
+    """HAProxy's view of each server of the backend: UP, DOWN, DRAIN (agent), MAINT..."""
+    return haproxy_servers(stats, "mft_sftp")
 
 
 def wait_for(predicate, timeout: float, step: float = 0.05, shown=lambda: "") -> float:
