@@ -24,6 +24,7 @@ from tests.support import (
     ADMIN_PASSWORD,
 )
 from tui.model.config import Member
+from tui.protocol.rpc import INVALID_PARAMS, RpcError
 from tui.node.agent import agent_answer
 from tui.node.home import load_home
 from tui.node.state import NodeState
@@ -59,6 +60,15 @@ async def test_the_answer_follows_the_node_state(tmp_path: Path) -> None:
     state._cluster = cfg
     state.fenced = "a newer primary"
     assert agent_answer(state, True).word == "down"
+    state.fenced = None
+    # Behind the primary: down past the limit, but only while the primary keeps saying so
+    # (one that died between a check and its push says nothing about what is current).
+    state._cluster = replace(cfg, load_balancer=replace(cfg.load_balancer, max_lag_s=1))
+    state.note_primary_version(cfg.version + 1, cfg.epoch)
+    state._behind_since -= 2  # as if two seconds had passed
+    assert agent_answer(state, True).word == "down"
+    state._primary_heard -= 3 * cfg.monitor.period_s + 6  # and the primary fell silent
+    assert agent_answer(state, True).word == "ready"
 
 
 @pytest.fixture
@@ -88,6 +98,10 @@ async def test_drain_maint_and_lag_reach_the_agent(pair: list[Node], tmp_path: P
     primary, secondary = pair
     assert ask_agent(primary) == ask_agent(secondary) == "ready"
     name = secondary.home.name
+    async with await connect(secondary, tmp_path) as client:
+        with pytest.raises(RpcError) as half:  # the primary's version without its epoch
+            await client.call("node.info", {"primary_version": 99})
+        assert half.value.code == INVALID_PARAMS
 
     def mft(*args: str) -> None:
         done = run_mft(tmp_path, "servers", *args, "--connect", primary.connect,

@@ -278,6 +278,10 @@ def test_a_v1_header_from_the_balancer_is_read_and_others_are_dropped(
             async with await connect(b.nodes[0], b.work) as client:
                 sessions = (await client.call("sessions.list"))["sessions"]
         assert [(s["address"], s["port"]) for s in sessions] == [("127.0.0.57", 40001)]
+        # A header naming a trusted address: it would borrow the balancer's exemptions.
+        claim = build_v1("127.0.0.1", 40002, node.host, node.extra["file_port"])
+        with pytest.raises((asyncssh.Error, OSError)):
+            await _key_login_after(b, node, "127.0.0.1", claim)
         # A header from an address that is not a trusted balancer: not an SSH client.
         with pytest.raises((asyncssh.Error, OSError)):
             await _key_login_after(b, node, "127.0.0.58", header)

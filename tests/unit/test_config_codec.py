@@ -249,6 +249,7 @@ def test_load_balancer_settings_round_trip_and_bad_ones_are_named() -> None:
     back = loads_cluster(dumps_cluster(cfg))
     assert back.load_balancer == lb and back.members[0].lb_state == "drain"
     assert back.load_balancer.trusts("10.1.2.3") and not back.load_balancer.trusts("10.2.0.1")
+    assert back.load_balancer.trusts("::ffff:10.0.0.5")  # on a dual-stack socket
     for section, where, says in (
             ({"proxy_protocol": "on", "trusted": ["10.0.0.5"]}, "proxy_protocol", "one of"),
             ({"proxy_protocol": "required", "trusted": ["10.0.0.300"]}, "trusted[0]",

@@ -98,6 +98,9 @@ def test_names_are_sanitized_unique_and_cannot_inject_lines(tmp_path: Path) -> N
 def test_bad_member_addresses_and_options_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not an IP address or host name"):
         render([Backend("a", "10.0.0.1 backup")], options(tmp_path))
+    # An IPv6 zone parses as an address whatever it holds: a line break and a directive.
+    with pytest.raises(ValueError, match="not an IP address or host name"):
+        render([Backend("a", "fe80::1%x\n    server evil 1.2.3.4:22 #")], options(tmp_path))
     with pytest.raises(ValueError, match="listens on every address"):
         render([Backend("a", "0.0.0.0")], options(tmp_path))
     with pytest.raises(ValueError, match="no members"):

@@ -69,6 +69,8 @@ class LoadBalancerSettings:
             ip = ipaddress.ip_address(address)
         except ValueError:
             return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # an IPv4 balancer seen on a dual-stack socket
         return any(ip in net for net in self._networks)
 
 

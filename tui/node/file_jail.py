@@ -94,7 +94,8 @@ class _Transfer(io.FileIO):
                 await asyncio.wrap_future(self._flushing)
             except OSError:
                 self.failed = True
-        await asyncio.get_running_loop().run_in_executor(_FLUSHES, os.fsync, self.fileno())
+        fd = os.dup(self.fileno())  # the file may be closed (the node stopping) meanwhile
+        await asyncio.get_running_loop().run_in_executor(_FLUSHES, _sync_and_close, fd)
         if self.failed:
             raise OSError(errno.EIO, "a write to disk failed")
 
@@ -102,6 +103,13 @@ class _Transfer(io.FileIO):
 def _flush_and_close(fd: int) -> None:
     try:
         os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sync_and_close(fd: int) -> None:
+    try:
+        os.fsync(fd)
     finally:
         os.close(fd)
 
@@ -218,7 +226,11 @@ class HomeJail(asyncssh.SFTPServer):
         try:
             if file_obj.final is not None:
                 # Complete: on disk first, then in place of the target in one rename.
-                await file_obj.on_disk()
+                try:
+                    await file_obj.on_disk()
+                except BaseException:  # cancelled (the node stopping): not put in place
+                    self._discard(file_obj)
+                    raise
                 file_obj.close()
                 os.replace(file_obj.name, file_obj.final)
         except OSError as exc:

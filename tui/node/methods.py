@@ -83,6 +83,10 @@ async def node_info(ctx: CallContext, p: Params) -> dict[str, Any]:
     primary_version = p.get("primary_version", int, None)
     primary_epoch = p.get("primary_epoch", int, None)
     p.done()
+    if (primary_version is None) != (primary_epoch is None):
+        raise RpcError(INVALID_PARAMS, "primary_version and primary_epoch go together",
+                       {"field": "primary_epoch" if primary_epoch is None
+                        else "primary_version"})
     if primary_version is not None and primary_epoch is not None:
         ctx.state.note_primary_version(primary_version, primary_epoch)
     return ctx.state.info()

@@ -268,7 +268,8 @@ class Monitor:
     async def _check(self, worker: MemberWorker, health: MemberHealth) -> Sample:
         timeout = min(MAX_CHECK_TIMEOUT_S, self.period / 2)
         sample = await self._check_admin(worker, timeout)
-        await self._check_services(worker, health, timeout)
+        if sample.ok:  # a member that does not answer is down already: no slower verdict
+            await self._check_services(worker, health, timeout)
         return sample
 
     async def _check_services(self, worker: MemberWorker, health: MemberHealth,
@@ -281,10 +282,9 @@ class Monitor:
                                                       self._proxy_hello)),
                   "agent": (health.reported.get("agent_port"),
                             lambda port: agent_check(host, port, timeout, source))}
-        for name, (port, check) in checks.items():
-            if port is None:
-                continue
-            ok, detail, latency = await check(port)
+        due = {name: check(port) for name, (port, check) in checks.items() if port is not None}
+        results = await asyncio.gather(*due.values())  # side by side: one timeout, not two
+        for name, (ok, detail, latency) in zip(due, results):
             service = health.services.setdefault(name, MemberHealth())
             if service.record(Sample(utc_now(), ok, latency, None if ok else detail)):
                 self.state.events.publish("member.service", member_id=worker.member.id,

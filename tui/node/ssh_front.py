@@ -13,6 +13,7 @@ at most ``MAX_AUTH_ATTEMPTS`` failures per connection, each failure counted by a
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import socket
 from collections.abc import Callable
@@ -54,6 +55,19 @@ def strong_kex_algs() -> list[str]:
     # asyncssh still offers SHA-1 key exchanges by default; nothing here needs them.
     from asyncssh.kex import get_default_kex_algs
     return [alg.decode("ascii") for alg in get_default_kex_algs() if b"sha1" not in alg]
+
+
+def plain_address(address: str) -> str:
+    """An IPv4 client on a dual-stack socket (``::ffff:10.0.0.5``) as its IPv4 address, so
+    bans, filters and the trusted balancers see one spelling of it."""
+    if address.startswith("::ffff:"):
+        try:
+            mapped = ipaddress.IPv6Address(address).ipv4_mapped
+        except ValueError:
+            return address
+        if mapped is not None:
+            return str(mapped)
+    return address
 
 
 class _Slot:
@@ -251,7 +265,7 @@ class SshFront:
                 self._quiet_log.warning("accept", "%s: accept failed: %s", self.name, exc)
                 await asyncio.sleep(0.1)
                 continue
-            self._at_the_door(sock, addr[0])
+            self._at_the_door(sock, plain_address(addr[0]))
 
     # -- the load balancer in front ------------------------------------------------------
 
@@ -287,14 +301,27 @@ class SshFront:
                                  "%s: %s", self.name, balancer, exc)
             sock.close()
             return
+        except BaseException:  # cancelled: the node is stopping
+            sock.close()
+            raise
         finally:
             self._header_reads -= 1
         if info is None or info.local or info.source is None:
             self._admit(sock, balancer)
-        else:
-            self._admit(sock, info.source, info.source_port)
+            return
+        client = plain_address(info.source)
+        if self.is_load_balancer(client):
+            # A balancer never proxies itself: a header naming a trusted address would
+            # borrow the balancer's exemptions (no ban, no per-address cap).
+            self._quiet_log.info("header", "%s: dropped a connection from load balancer "
+                                 "%s whose PROXY header names a trusted address, %s",
+                                 self.name, balancer, client)
+            sock.close()
+            return
+        self._admit(sock, client, info.source_port, via_header=True)
 
-    def _admit(self, sock: socket.socket, address: str, port: int | None = None) -> None:
+    def _admit(self, sock: socket.socket, address: str, port: int | None = None,
+               via_header: bool = False) -> None:
         if self.bans is not None and self.bans.banned(address):
             sock.close()  # not a byte for a banned address
             return
@@ -302,7 +329,8 @@ class SshFront:
         total = sum(self._unauthenticated.values())
         # A load balancer's own address carries many clients (without PROXY headers, all
         # of them): only the total cap applies to it.
-        if (waiting >= MAX_UNAUTHENTICATED_PER_ADDRESS and not self.is_load_balancer(address)) \
+        balancer = not via_header and self.is_load_balancer(address)
+        if (waiting >= MAX_UNAUTHENTICATED_PER_ADDRESS and not balancer) \
                 or total >= MAX_UNAUTHENTICATED:
             self._quiet_log.info("startups", "%s: %s unauthenticated connections (%d from "
                                  "%s): closing new ones at once", self.name, total,

@@ -184,8 +184,7 @@ class NodeServerChannel(asyncssh.SSHServerChannel):
             self._loop.call_soon(self._flush_deferred)
 
     def _flush_deferred(self) -> None:
-        if self._flush_due:
-            self._flush_due = False
+        if self._flush_due and self._conn is not None:  # not torn down meanwhile
             self._flush_send_buf()
 
     def send_packet(self, pkttype: int, *args: bytes) -> None:
@@ -194,8 +193,9 @@ class NodeServerChannel(asyncssh.SSHServerChannel):
         super().send_packet(pkttype, *args)
 
     def _flush_send_buf(self) -> None:
+        self._flush_due = False  # this is the flush: an EOF it sends must not flush again
         conn = self._conn
-        if self._send_chan is not None:
+        if self._send_chan is not None and conn is not None:
             recipient = self._send_chan.to_bytes(4, "big")
             while (self._send_buf and self._send_window and self._send_buf[0][1] is None
                    and conn.lean_ready()):

@@ -73,6 +73,7 @@ class NodeState:
         # this node holds an older one (None: not behind, as far as it knows).
         self._primary_version = 0
         self._behind_since: float | None = None
+        self._primary_heard = 0.0  # when the primary last said what it holds
 
     @property
     def cluster(self) -> ClusterConfig:
@@ -217,6 +218,7 @@ class NodeState:
         if epoch < self._cluster.epoch:
             return  # a fenced primary's word counts for nothing
         self._primary_version = version
+        self._primary_heard = time.monotonic()
         if version > self._cluster.version and self._behind_since is None:
             self._behind_since = time.monotonic()
 
@@ -225,6 +227,11 @@ class NodeState:
         if self._behind_since is None:
             return None
         if self._cluster.version >= self._primary_version or self.role == "primary":
+            self._behind_since = None
+            return None
+        # A primary that went silent says nothing about what is current now (it may have
+        # died between a check and its push): lag counts only while it keeps checking.
+        if time.monotonic() - self._primary_heard > 3 * self._cluster.monitor.period_s + 5:
             self._behind_since = None
             return None
         return time.monotonic() - self._behind_since

@@ -175,6 +175,8 @@ def _port(value: object, what: str) -> int:
 
 
 def _host_ok(host: str) -> bool:
+    if "%" in host:  # an IPv6 zone may hold any text, a line break and a directive included
+        return False
     try:
         ipaddress.ip_address(host)
         return True
