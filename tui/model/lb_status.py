@@ -10,7 +10,10 @@ _SET = {"active": "-", "drain": "draining", "maint": "maint"}
 
 def lb_cell(server: dict[str, Any]) -> str:
     """``ready (3)``, ``draining (2)``, ``down``...: the agent's answer (``draining`` while
-    a drain is set but not yet answered), then the sessions open on the server."""
+    a drain is set but not yet answered), then the sessions open on the server; ``files
+    down`` when the primary's check of its file port fails."""
+    if server.get("file_check") == "down":
+        return "files down"  # HAProxy's banner check fails too, whatever the agent says
     answer = server.get("lb_answer")
     wanted = server.get("lb_state") or "active"
     if answer is None or (wanted != "active" and answer == "ready"):
