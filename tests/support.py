@@ -96,6 +96,14 @@ def run_mft(tmp_path: Path, *args: str, input: str | None = None, timeout: float
                           stdin=None if input is not None else subprocess.DEVNULL)
 
 
+def mft_on(tmp_path: Path, connect: str, *args: str,
+           **env: str) -> subprocess.CompletedProcess[str]:
+    """`mft ARGS --connect CONNECT` as an admin would run it, the password from the
+    environment, a new host key accepted."""
+    env.setdefault("MFT_PASSWORD", ADMIN_PASSWORD)
+    return run_mft(tmp_path, *args, "--connect", connect, "--accept-new", **env)
+
+
 def start_node_process(tmp_path: Path, name: str = "p1", host: str = "127.0.0.3",
                        home: Path | None = None, port: int = 0, file_port: int = 0,
                        agent_port: int = 0) -> Node:

@@ -18,10 +18,9 @@ from tests.support import (
     add_server,
     connect,
     make_home,
-    run_mft,
+    mft_on,
     start_node_process,
     stop_node_process,
-    ADMIN_PASSWORD,
 )
 from tui.model.config import Member
 from tui.protocol.rpc import INVALID_PARAMS, RpcError
@@ -104,8 +103,7 @@ async def test_drain_maint_and_lag_reach_the_agent(pair: list[Node], tmp_path: P
         assert half.value.code == INVALID_PARAMS
 
     def mft(*args: str) -> None:
-        done = run_mft(tmp_path, "servers", *args, "--connect", primary.connect,
-                       "--accept-new", MFT_PASSWORD=ADMIN_PASSWORD)
+        done = mft_on(tmp_path, primary.connect, "servers", *args)
         assert done.returncode == 0, done.stderr
 
     async def agent_says(word: str) -> bool:
@@ -130,6 +128,5 @@ async def test_drain_maint_and_lag_reach_the_agent(pair: list[Node], tmp_path: P
         rows = (await client.call("cluster.status"))["servers"]
     row = next(r for r in rows if r["name"] == name)
     assert row["file_check"] == "up" and row["agent_check"] == "up"
-    status = run_mft(tmp_path, "status", "--connect", primary.connect, "--accept-new",
-                     MFT_PASSWORD=ADMIN_PASSWORD)
+    status = mft_on(tmp_path, primary.connect, "status")
     assert "BALANCER" in status.stdout and "FILES" in status.stdout, status.stdout

@@ -14,10 +14,9 @@ import pytest
 from tests.integration.test_file_service import ALICE_PASSWORD, sftp
 from tests.integration.test_openssh import client_env, common_options
 from tests.support import (
-    ADMIN_PASSWORD,
     Node,
     require_tool,
-    run_mft,
+    mft_on,
     start_node_process,
     stop_node_process,
 )
@@ -26,8 +25,7 @@ pytestmark = pytest.mark.openssh
 
 
 def mft(tmp_path: Path, node: Node, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    env.setdefault("MFT_PASSWORD", ADMIN_PASSWORD)
-    return run_mft(tmp_path, *args, "--connect", node.connect, "--accept-new", **env)
+    return mft_on(tmp_path, node.connect, *args, **env)
 
 
 @pytest.fixture

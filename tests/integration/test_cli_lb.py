@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support import (
-    ADMIN_PASSWORD,
     Node,
     require_tool,
-    run_mft,
+    mft_on,
     start_node_process,
     stop_node_process,
 )
@@ -28,9 +26,7 @@ from tui.services.haproxy_config import check
 NOWHERE = "admin@127.0.0.94:9"
 
 
-def mft(tmp_path: Path, connect: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    env.setdefault("MFT_PASSWORD", ADMIN_PASSWORD)
-    return run_mft(tmp_path, *args, "--connect", connect, "--accept-new", **env)
+mft = mft_on
 
 
 @pytest.fixture

@@ -28,13 +28,12 @@ import pytest
 from tests.integration.test_openssh import common_options
 from tui.node.proxy_protocol import build_v1
 from tests.support import (
-    ADMIN_PASSWORD,
     Node,
     add_server,
     connect,
     haproxy_servers,
     require_tool,
-    run_mft,
+    mft_on,
     start_node_process,
     stop_node_process,
 )
@@ -138,9 +137,8 @@ def balanced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Balanced]:
             nodes.append(start_node_process(work, f"lb-{i}", host=host))
         asyncio.run(_form(nodes, work, (work / "alice_ed25519.pub").read_text().strip()))
         lb_port, stats, out = free_port(LB_HOST), work / "haproxy.sock", work / "haproxy.cfg"
-        made = run_mft(work, "lb", "haproxy", "--connect", nodes[0].connect, "--accept-new",
-                       "--bind", f"{LB_HOST}:{lb_port}", "--stats-socket", str(stats),
-                       "--out", str(out), MFT_PASSWORD=ADMIN_PASSWORD)
+        made = mft_on(work, nodes[0].connect, "lb", "haproxy", "--bind",
+                      f"{LB_HOST}:{lb_port}", "--stats-socket", str(stats), "--out", str(out))
         assert made.returncode == 0, made.stderr
         config = out.read_text()
         assert config.count("send-proxy-v2 check-send-proxy") == 3
@@ -233,8 +231,7 @@ def test_a_drained_node_gets_no_new_session_and_finishes_its_transfer(
     wait_for(lambda: any(audit_logins(n, "127.0.0.54") for n in b.nodes), timeout=10)
     serving = next(n for n in b.nodes if audit_logins(n, "127.0.0.54"))
     name = serving.home.name
-    drained = run_mft(b.work, "servers", "drain", name, "--connect", b.nodes[0].connect,
-                      "--accept-new", MFT_PASSWORD=ADMIN_PASSWORD)
+    drained = mft_on(b.work, b.nodes[0].connect, "servers", "drain", name)
     assert drained.returncode == 0, drained.stderr
     took = wait_for(lambda: show_stat(b.stats).get(name, "").startswith("DRAIN"), timeout=2.5,
                     shown=lambda: show_stat(b.stats))
@@ -250,8 +247,7 @@ def test_a_drained_node_gets_no_new_session_and_finishes_its_transfer(
     finally:
         if slow.poll() is None:
             slow.kill()
-        undone = run_mft(b.work, "servers", "undrain", name, "--connect", b.nodes[0].connect,
-                         "--accept-new", MFT_PASSWORD=ADMIN_PASSWORD)
+        undone = mft_on(b.work, b.nodes[0].connect, "servers", "undrain", name)
         assert undone.returncode == 0, undone.stderr
         wait_for(lambda: show_stat(b.stats).get(name) == "UP", timeout=5)
 
