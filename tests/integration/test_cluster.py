@@ -205,9 +205,15 @@ async def test_a_stopped_secondary_catches_up_when_it_starts(trio: list[Node],
         await wait_until(lambda: second.state.config_hash == primary.state.config_hash)
         await second.extra["services"].stop()
         await client.call("cluster.sync.set", {"interval_s": 300})
-        await asyncio.sleep(0.5)  # pushes to the stopped node fail meanwhile
-        listing = await client.call("cluster.servers.list")
-        row = next(s for s in listing["servers"] if s["name"] == "node-1")
+        # The push of that change to the stopped node fails (within a few seconds on a
+        # loaded machine: connect timeout and retry).
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:
+            listing = await client.call("cluster.servers.list")
+            row = next(s for s in listing["servers"] if s["name"] == "node-1")
+            if row["last_error"] or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.1)
         assert not row["in_sync"] and row["last_error"] and row["consecutive_failures"] >= 1
         services = NodeServices(load_home(second.home), second.host, second.port)
         await services.start()
