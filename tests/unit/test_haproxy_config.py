@@ -116,7 +116,7 @@ def test_bad_member_addresses_and_options_are_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize("text, words", [
     ("0.0.0.0", "has no port"), ("0.0.0.0:0", "from 1 to 65535"), (":2222", "has no host"),
     ("a b:22", "not an IP address or host name"), ("::1:22", "in brackets"),
-    ("[::1]", "needs ':PORT'"), ("10.0.0.1:ssh", "must be a number"),
+    ("[::1]", "has no port"), ("10.0.0.1:ssh", "must be a number"),
 ])
 def test_bind_addresses_are_checked(text: str, words: str) -> None:
     with pytest.raises(ValueError, match=re.escape(words)):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from ..model.codec import parse_listen
+from ..model.listen import parse_listen
 from ..node.daemon import ListenError, serve, setup_logging
 from ..node.home import HomeError
 from .output import CommandError

@@ -34,6 +34,7 @@ from .config import (
     User,
 )
 from .ipfilter import IpFilterError, Rule
+from .listen import parse_listen
 from .passwords import PasswordHashError, parse_hash
 from .validate import NAME_PATTERN, ConfigError, Table
 
@@ -323,36 +324,6 @@ def dumps_node(cfg: NodeConfig) -> bytes:
 
 def loads_node(data: bytes | str, file: str = NODE_FILE) -> NodeConfig:
     return node_from_dict(_parse_toml(data, file), file)
-
-
-def parse_listen(text: str, default_port: int | None = None,
-                 any_port: bool = False) -> tuple[str, int]:
-    """'HOST:PORT', '[v6]:PORT' or, with a default port, a bare host.
-
-    ``any_port`` admits port 0 (a listener on any free port, which the node logs).
-    """
-    text = text.strip()
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or (rest and not rest.startswith(":")):
-            raise ValueError(f"{text!r} is not HOST:PORT ('[' without a matching ']')")
-        port_text = rest[1:] if rest else ""
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    elif ":" in text:  # a bare IPv6 address
-        host, port_text = text, ""
-    else:
-        host, port_text = text, ""
-    if not host:
-        raise ValueError(f"{text!r} has no host")
-    if not port_text:
-        if default_port is None:
-            raise ValueError(f"{text!r} has no port; use HOST:PORT")
-        return host, default_port
-    lowest = 0 if any_port else 1
-    if not port_text.isdigit() or not lowest <= int(port_text) <= 65535:
-        raise ValueError(f"port {port_text!r} must be a number from {lowest} to 65535")
-    return host, int(port_text)
 
 
 def _parse_toml(data: bytes | str, file: str) -> Any:

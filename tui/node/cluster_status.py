@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..model.codec import parse_listen
+from ..model.listen import parse_listen
 from ..model.config import ADMIN_PORT, ClusterConfig, Member
 from .monitor import MemberHealth, Monitor
 from .state import NodeState

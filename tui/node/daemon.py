@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from ..model.codec import parse_listen
+from ..model.listen import parse_listen
 from .home import LoadedHome, load_home
 from .cluster_methods import ClusterRuntime
 from .failover import Failover

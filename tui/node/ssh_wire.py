@@ -18,6 +18,11 @@ first sends what is pending, then takes asyncssh's own path, so the byte stream 
 asyncssh's order. A rekey due, compression on, or a non-AEAD cipher: asyncssh's path for every
 packet.
 
+For an OpenSSH client, the last byte of the server's first KEXINIT and of its NEWKEYS burst
+is held back until the client's next packet arrives (``_holds_for_nagle`` says why: it
+takes a 40 ms TCP delayed acknowledgement out of each of two places in the handshake, which
+halves the time to open an SFTP session, directly and through a load balancer alike).
+
 The send path reads asyncssh's connection state, which is not a public interface; it is
 used only on the asyncssh versions it was checked against (``VERIFIED_ASYNCSSH``), and
 ``tests/unit/test_ssh_ciphers.py`` holds the ciphers to asyncssh's own bytes, and
@@ -48,6 +53,7 @@ VERIFIED_ASYNCSSH = ("2.24.",)  # version prefixes whose internals the send path
 LEAN_PATH = asyncssh.__version__.startswith(VERIFIED_ASYNCSSH)
 _CHANNEL_DATA = frozenset({MSG_CHANNEL_DATA, MSG_CHANNEL_EXTENDED_DATA})
 _PAD_POOL = 4096  # random padding drawn at once: one getrandom call per ~250 packets
+HOLD_LIMIT_S = 1.0  # a held-back handshake byte goes out by then, whatever the client does
 
 if not LEAN_PATH:
     log.info("asyncssh %s is not one the lean send path was checked against (%s): "
@@ -84,6 +90,10 @@ class NodeSSHConnection(asyncssh.SSHServerConnection):
         super().__init__(*args, **kwargs)
         self._burst: list[bytes] = []
         self._burst_due = False
+        self._collected: list[bytes] | None = None
+        self._held = b""
+        self._held_since = 0.0
+        self._held_timer: asyncio.TimerHandle | None = None
 
     async def reload_config(self) -> None:
         # asyncssh re-reads its server config for each login, to apply Match blocks for the
@@ -93,9 +103,19 @@ class NodeSSHConnection(asyncssh.SSHServerConnection):
         if self._options.config.get_options(False):
             await super().reload_config()
 
-    def log_received_packet(self, *args: Any, **kwargs: Any) -> None:
+    def log_received_packet(self, pkttype: int, *args: Any, **kwargs: Any) -> None:
+        # asyncssh calls this for every packet it receives, before it handles it: the
+        # moment the client's answer to a held-back byte has arrived.
+        if self._held:
+            self.release_held(f"client packet {pkttype}")
         if self.logger._debug_level >= 3:  # asyncssh formats the line first, then drops it
-            super().log_received_packet(*args, **kwargs)
+            super().log_received_packet(pkttype, *args, **kwargs)
+
+    def _send_kexinit(self) -> None:
+        if self._holds_for_nagle():
+            self.hold_last_byte(super()._send_kexinit)
+        else:
+            super()._send_kexinit()
 
     def create_server_channel(self, *args: Any, **kwargs: Any) -> asyncssh.SSHServerChannel:
         chan = super().create_server_channel(*args, **kwargs)
@@ -104,7 +124,10 @@ class NodeSSHConnection(asyncssh.SSHServerConnection):
         return chan
 
     def send_newkeys(self, k: bytes, h: bytes) -> None:
-        super().send_newkeys(k, h)
+        if self._holds_for_nagle():
+            self.hold_last_byte(lambda: super(NodeSSHConnection, self).send_newkeys(k, h))
+        else:
+            super().send_newkeys(k, h)
         if LEAN_PATH:
             self._send_encryption = leaner(self._send_encryption)
             self._next_recv_encryption = leaner(self._next_recv_encryption)
@@ -147,6 +170,67 @@ class NodeSSHConnection(asyncssh.SSHServerConnection):
         if not self._burst_due:
             self._burst_due = True
             asyncio.get_running_loop().call_soon(self.flush_burst)
+
+    def _holds_for_nagle(self) -> bool:
+        """Whether to hold back the last byte of what the first key exchange sends now.
+
+        OpenSSH's client sets TCP_NODELAY only once its session is open. Until then Nagle's
+        algorithm keeps a small write back while the one before is unacknowledged, and
+        twice in the handshake the client writes twice in a row: its key exchange init
+        right after its KEXINIT, its SERVICE_REQUEST right after its NEWKEYS. The receiving
+        side has nothing to send back to the first write, so it delays the acknowledgement
+        (40 ms on Linux), and the client waits for it. A byte the node still owes the client
+        carries the acknowledgement at once: sent when the client's first write arrives, it
+        reaches the client no later than an immediate acknowledgement would. Through a load
+        balancer the balancer's socket is the one acknowledging, and the byte it forwards
+        carries its acknowledgement too; an acknowledgement the node forced from its own
+        socket would not. The client needs neither the last byte of the server's KEXINIT to
+        send its own KEXINIT, nor the last byte of the server's NEWKEYS (or EXT_INFO) to send
+        its NEWKEYS, so holding it never stalls the handshake.
+        """
+        return (LEAN_PATH and not self._session_id and self._client_version is not None
+                and self._client_version.startswith(b"SSH-2.0-OpenSSH_"))
+
+    def hold_last_byte(self, send: Any) -> None:
+        """Run ``send``; write what it sends but its last byte, kept until the client's
+        next packet arrives (or, should it not come, ``HOLD_LIMIT_S``)."""
+        self._collected = collected = []
+        try:
+            send()
+        finally:
+            self._collected = None
+        data = b"".join(collected)
+        if not data:
+            return
+        self._send(data[:-1])
+        self._held = data[-1:]
+        self._held_since = time.monotonic()
+        self._held_timer = asyncio.get_running_loop().call_later(
+            HOLD_LIMIT_S, self.release_held, "time limit")
+
+    def release_held(self, cause: str) -> None:
+        if self._held_timer is not None:
+            self._held_timer.cancel()
+            self._held_timer = None
+        if self._held:
+            held, self._held = self._held, b""
+            super()._send(held)
+            log.debug("held a handshake byte for %.1f ms, until %s",
+                      (time.monotonic() - self._held_since) * 1000, cause)
+
+    def _send(self, data: bytes) -> None:
+        if self._collected is not None:
+            self._collected.append(data)
+            return
+        if self._held:  # the byte stream keeps its order: the held byte goes first
+            self.release_held("a packet from the node")
+        super()._send(data)
+
+    def connection_lost(self, exc: Exception | None = None) -> None:
+        if self._held_timer is not None:
+            self._held_timer.cancel()
+            self._held_timer = None
+        super().connection_lost(exc)
 
     def flush_burst(self) -> None:
         """Send the packets sealed so far, as one write."""

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write
+from ..model.listen import parse_listen
 from ..model.config import PROXY_MODES
 
 DEFAULT_FILE_PORT = 2222
@@ -188,26 +189,15 @@ def parse_bind(text: str, what: str = "bind address") -> tuple[str, int]:
     """'HOST:PORT', '[v6]:PORT' or '*:PORT' (every address), as HAProxy's bind line takes
     it. The same forms as the node's own listen addresses, with the port required."""
     text = text.strip()
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or not rest.startswith(":"):
-            raise ValueError(f"{what} {text!r} is not HOST:PORT ('[v6]' needs ':PORT' after it)")
-        port_text = rest[1:]
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    elif ":" in text:
+    if text.count(":") > 1 and not text.startswith("["):
         raise ValueError(f"{what} {text!r}: write an IPv6 address in brackets, [ADDR]:PORT")
-    else:
-        raise ValueError(f"{what} {text!r} has no port; use HOST:PORT")
-    if not host:
-        raise ValueError(f"{what} {text!r} has no host (use *:PORT or 0.0.0.0:PORT for every "
-                         "address)")
+    try:
+        host, port = parse_listen(text)
+    except ValueError as exc:
+        raise ValueError(f"{what} {exc}") from None
     if host != "*" and not _host_ok(host):
         raise ValueError(f"{what} {text!r}: {host!r} is not an IP address or host name")
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise ValueError(f"{what} {text!r}: port {port_text!r} must be a number from 1 "
-                         "to 65535")
-    return host, int(port_text)
+    return host, port
 
 
 def _address(host: str, port: int) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..model.codec import parse_listen
+from ..model.listen import parse_listen
 from ..model.config import ADMIN_PORT
 
 
