@@ -19,9 +19,9 @@ no user configuration (``-F none``) and ``sftp -b`` batches of ``pwd``. Two sect
    interleaved run by run, their order alternating; ``--rounds`` such rounds. Each run is
    timed from exec to exit; the figures are the medians over all rounds and the ratio
    through / direct (per round too, for the spread), with the means and the share of
-   slow runs, at least 25 ms over the path's fastest, next to them: the times fall into
-   two groups about 40 ms apart, and when the share of slow runs is near one half the
-   median jumps from one group to the other between runs. The same sessions are then
+   slow runs, at least 25 ms over the path's fastest, next to them: a run that waited for
+   a TCP delayed acknowledgement (40 ms) is one of them, and when the share of slow runs
+   is near one half the median jumps between runs. The same sessions are then
    timed with asyncssh's client, in this process (connect, key login, SFTP session, the
    current folder's path, close): asyncio sets TCP_NODELAY on its socket from the
    connect on, where OpenSSH sets it only once the session is open, so small writes

@@ -83,7 +83,7 @@ class _Transfer(io.FileIO):
         # On a duplicate of the descriptor, which the thread closes: the file may be closed
         # (an upload discarded) while the flush runs, and its number reused by another.
         previous, fd = self._flushing, os.dup(self.fileno())
-        self._flushing = _FLUSHES.submit(_flush_and_close, fd)
+        self._flushing = _FLUSHES.submit(_sync_and_close, os.fdatasync, fd)
         if previous is not None and previous.exception() is not None:
             self.failed = True  # the kernel reports a lost write once: keep it
 
@@ -95,21 +95,17 @@ class _Transfer(io.FileIO):
             except OSError:
                 self.failed = True
         fd = os.dup(self.fileno())  # the file may be closed (the node stopping) meanwhile
-        await asyncio.get_running_loop().run_in_executor(_FLUSHES, _sync_and_close, fd)
+        await asyncio.get_running_loop().run_in_executor(_FLUSHES, _sync_and_close, os.fsync,
+                                                          fd)
         if self.failed:
             raise OSError(errno.EIO, "a write to disk failed")
 
 
-def _flush_and_close(fd: int) -> None:
+def _sync_and_close(sync: Callable[[int], None], fd: int) -> None:
+    """``sync`` (fdatasync behind the transfer, fsync at its end) a duplicate of the
+    file's descriptor, then close the duplicate."""
     try:
-        os.fdatasync(fd)
-    finally:
-        os.close(fd)
-
-
-def _sync_and_close(fd: int) -> None:
-    try:
-        os.fsync(fd)
+        sync(fd)
     finally:
         os.close(fd)
 
