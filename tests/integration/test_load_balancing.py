@@ -32,10 +32,11 @@ from tests.support import (
     add_server,
     connect,
     haproxy_servers,
-    require_tool,
     mft_on,
+    require_tool,
     start_node_process,
     stop_node_process,
+    wait_until,
 )
 
 pytestmark = pytest.mark.openssh
@@ -188,6 +189,36 @@ def test_sessions_are_spread_round_robin_and_seen_with_their_real_address(
     per_node = collections.Counter(s["node"] for s in sessions)
     assert sorted(per_node.values()) == [10, 10, 10], per_node
     assert {s["address"] for s in sessions} == {"127.0.0.53"}
+
+
+async def test_the_consoles_sessions_screen_shows_the_real_address(
+        balanced: Balanced, tmp_path: Path) -> None:
+    from tests.ui.test_console import SIZE, cells, on_screen, service_for
+    from tui.app import MftApp
+    b = balanced
+    client = subprocess.Popen(
+        [require_tool("sftp"), *common_options(b.work), "-o", "IdentitiesOnly=yes",
+         "-o", "BatchMode=yes", "-o", "BindAddress=127.0.0.54", "-i", str(b.key),
+         "-P", str(b.lb_port), f"alice@{LB_HOST}"],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        app = MftApp(await service_for(b.nodes[0], tmp_path))
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("c")
+            await wait_until(lambda: on_screen(app, "SessionsScreen"))
+
+            def through() -> list[tuple[str, ...]]:
+                return [row for row in cells(app, "#sessions").values()
+                        if row[2].startswith("127.0.0.54:")]
+            await wait_until(lambda: len(through()) == 1, 20.0)
+            node, user, _ = through()[0][:3]
+            assert user == "alice" and node in {f"lb-{i}" for i in range(len(b.nodes))}
+            # HAProxy's own address never shows: every session came through it.
+            assert not any(row[2].startswith("127.0.0.1:")
+                           for row in cells(app, "#sessions").values())
+    finally:
+        client.stdin.close()  # type: ignore[union-attr]
+        client.wait(timeout=CLIENT_TIMEOUT_S)
 
 
 def test_proxy_v2_gives_the_real_address_to_the_ip_filter(balanced: Balanced) -> None:
