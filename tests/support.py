@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,9 +211,10 @@ async def login_outcome(node: Node, user: str, password: str, source: str) -> st
     return "in"
 
 
-def haproxy_servers(stats: Path, backend: str | None = None) -> dict[str, str]:
-    """HAProxy's status of each server (UP, DOWN, DRAIN (agent), MAINT...), from its stats
-    socket's `show stat`; only ``backend``'s servers when given."""
+def haproxy_servers(stats: Path, backend: str | None = None,
+                    field: str = "status") -> dict[str, str]:
+    """HAProxy's status of each server (UP, DOWN, DRAIN (agent), MAINT...), or another
+    ``field`` of its stats socket's `show stat`; only ``backend``'s servers when given."""
     import socket
     with socket.socket(socket.AF_UNIX) as s:
         s.settimeout(5)
@@ -233,5 +233,5 @@ def haproxy_servers(stats: Path, backend: str | None = None) -> dict[str, str]:
         if row.get("svname") in (None, "FRONTEND", "BACKEND"):
             continue
         if backend is None or row.get("pxname") == backend:
-            status[row["svname"]] = row.get("status", "")
+            status[row["svname"]] = row.get(field, "")
     return status

@@ -29,17 +29,23 @@ from tui.node.home import load_home
 from tui.node.state import NodeState
 
 
-def ask_agent(node: Node) -> str:
-    """What HAProxy reads: one line, then the agent closes. Returned as the state it sets
-    (``up ready`` -> ready, ``up drain`` -> drain)."""
+def agent_words(node: Node) -> list[str]:
+    """What HAProxy reads: one line, then the agent closes."""
     with socket.create_connection((node.host, node.extra["agent_port"]), timeout=5) as s:
         data = b""
         while chunk := s.recv(256):
             data += chunk
     assert data.endswith(b"\n") and data.count(b"\n") == 1, data
-    words = data.decode().split()
-    assert words in (["up", "ready"], ["up", "drain"], ["maint"], ["down"]), words
-    return words[-1]
+    return data.decode().split()
+
+
+def ask_agent(node: Node) -> str:
+    """The state the agent's line sets (``up ready 100%`` -> ready, ``up drain`` -> drain)."""
+    words = agent_words(node)
+    assert words in (["up", "drain"], ["maint"], ["down"]) or (
+        words[:2] == ["up", "ready"] and len(words) == 3 and words[2].endswith("%")
+        and words[2][:-1].isdigit()), words
+    return words[1] if words[0] == "up" else words[0]
 
 
 async def test_the_answer_follows_the_node_state(tmp_path: Path) -> None:
@@ -50,7 +56,9 @@ async def test_the_answer_follows_the_node_state(tmp_path: Path) -> None:
     other = Member("other-id", "b", "127.0.0.2")
     cfg = replace(state.cluster, cluster_id="c1", members=(me, other))
     state._cluster = cfg
-    assert agent_answer(state, True).word == "ready"
+    assert agent_answer(state, True).line == b"up ready 100%\n"
+    state._cluster = replace(cfg, members=(replace(me, lb_weight=50), other))
+    assert agent_answer(state, True).line == b"up ready 50%\n"
     for lb_state in ("drain", "maint"):
         state._cluster = replace(cfg, members=(replace(me, lb_state=lb_state), other))
         assert agent_answer(state, True).word == lb_state
@@ -112,6 +120,19 @@ async def test_drain_maint_and_lag_reach_the_agent(pair: list[Node], tmp_path: P
     for verb, word in (("drain", "drain"), ("maint", "maint"), ("undrain", "ready")):
         mft(verb, name)
         assert await _until(lambda: agent_says(word), timeout=2) < 2
+
+    async def weight_is(percent: str) -> bool:
+        return agent_words(secondary) == ["up", "ready", percent]
+    for percent in ("250", "100"):
+        mft("weight", name, percent)
+        await _until(lambda: weight_is(f"{percent}%"), timeout=2)
+    refused = mft_on(tmp_path, primary.connect, "servers", "weight", name, "0")
+    assert refused.returncode != 0 and "from 1 to 256" in refused.stderr
+    async with await connect(primary, tmp_path) as client:
+        with pytest.raises(RpcError) as over:
+            await client.call("cluster.servers.set_lb_weight", {"name": name, "weight": 257})
+        assert over.value.code == INVALID_PARAMS and "drain" in str(over.value)
+        assert agent_words(secondary) == ["up", "ready", "100%"]  # nothing changed
     async with await connect(primary, tmp_path) as client:
         # Kept from the configuration: the secondary falls behind, and says so once the
         # primary's checks have told it for longer than lb.max_lag_s.

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ADMIN_PASSWORD, Node, add_server as add, connect, make_home
+from tests.support import ADMIN_PASSWORD, Node, add_server as add, connect
 from tests.support import start_node as start, wait_until
 from tui.node.daemon import Node as NodeServices
 from tui.node.home import load_home

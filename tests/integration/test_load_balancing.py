@@ -198,7 +198,7 @@ async def test_the_consoles_sessions_screen_shows_the_real_address(
     b = balanced
     client = subprocess.Popen(
         [require_tool("sftp"), *common_options(b.work), "-o", "IdentitiesOnly=yes",
-         "-o", "BatchMode=yes", "-o", "BindAddress=127.0.0.54", "-i", str(b.key),
+         "-o", "BatchMode=yes", "-o", "BindAddress=127.0.0.59", "-i", str(b.key),
          "-P", str(b.lb_port), f"alice@{LB_HOST}"],
         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -209,7 +209,7 @@ async def test_the_consoles_sessions_screen_shows_the_real_address(
 
             def through() -> list[tuple[str, ...]]:
                 return [row for row in cells(app, "#sessions").values()
-                        if row[2].startswith("127.0.0.54:")]
+                        if row[2].startswith("127.0.0.59:")]
             await wait_until(lambda: len(through()) == 1, 20.0)
             node, user, _ = through()[0][:3]
             assert user == "alice" and node in {f"lb-{i}" for i in range(len(b.nodes))}
@@ -292,6 +292,16 @@ async def _key_login_after(b: Balanced, node: Node, source: str, header: bytes) 
     sock.sendall(header)
     return await asyncssh.connect(sock=sock, username="alice", client_keys=[str(b.key)],
                                   known_hosts=None, agent_path=None, login_timeout=10)
+
+
+def test_a_weight_reaches_haproxy_through_the_agent(balanced: Balanced) -> None:
+    b = balanced
+    name = b.nodes[1].home.name
+    for percent in ("250", "100"):
+        done = mft_on(b.work, b.nodes[0].connect, "servers", "weight", name, percent)
+        assert done.returncode == 0, done.stderr
+        wait_for(lambda: haproxy_servers(b.stats, "mft_sftp", "weight").get(name) == percent,
+                 timeout=5, shown=lambda: haproxy_servers(b.stats, "mft_sftp", "weight"))
 
 
 def test_a_v1_header_from_the_balancer_is_read_and_others_are_dropped(

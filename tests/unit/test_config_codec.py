@@ -244,10 +244,10 @@ def test_any_valid_config_survives_a_toml_round_trip(version, epoch, interval, e
 
 def test_load_balancer_settings_round_trip_and_bad_ones_are_named() -> None:
     lb = LoadBalancerSettings("required", ("10.0.0.5/32", "10.1.0.0/16"), 120)
-    member = Member("m1", "edge-1", "10.0.0.11", lb_state="drain")
+    member = Member("m1", "edge-1", "10.0.0.11", lb_state="drain", lb_weight=250)
     cfg = replace(base(), load_balancer=lb, members=(member,))
     back = loads_cluster(dumps_cluster(cfg))
-    assert back.load_balancer == lb and back.members[0].lb_state == "drain"
+    assert back.load_balancer == lb and back.members[0] == member
     assert back.load_balancer.trusts("10.1.2.3") and not back.load_balancer.trusts("10.2.0.1")
     assert back.load_balancer.trusts("::ffff:10.0.0.5")  # on a dual-stack socket
     for section, where, says in (
@@ -261,6 +261,10 @@ def test_load_balancer_settings_round_trip_and_bad_ones_are_named() -> None:
     bad_member = cluster_to_dict(cfg)
     bad_member["members"][0]["lb_state"] = "paused"
     assert error_of(tomli_w.dumps(bad_member)).key == "members[0].lb_state"
+    for weight in (0, 257, True):
+        bad_member = cluster_to_dict(cfg)
+        bad_member["members"][0]["lb_weight"] = weight
+        assert error_of(tomli_w.dumps(bad_member)).key == "members[0].lb_weight"
 
 
 def test_unused_load_balancer_fields_are_not_written() -> None:
@@ -268,3 +272,4 @@ def test_unused_load_balancer_fields_are_not_written() -> None:
     members on the previous release keep taking it during a rolling upgrade."""
     data = cluster_to_dict(replace(base(), members=(Member("m1", "edge-1", "10.0.0.11"),)))
     assert "load_balancer" not in data and "lb_state" not in data["members"][0]
+    assert "lb_weight" not in data["members"][0]

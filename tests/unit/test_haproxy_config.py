@@ -34,12 +34,12 @@ def server_lines(text: str, backend: str = "mft_sftp") -> list[str]:
 def test_every_member_gets_checked_server_line(tmp_path: Path, balance: str) -> None:
     text = render(MEMBERS, options(tmp_path, balance=balance))
     assert server_lines(text) == [
-        "server p1 10.0.0.1:2222 check inter 1000ms rise 2 fall 2 agent-check agent-port "
-        "14984 agent-inter 1000ms",
-        "server s2 10.0.0.2:2200 check inter 1000ms rise 2 fall 2 agent-check agent-port "
-        "15000 agent-inter 1000ms",
-        "server s3 [fd00::3]:2300 check inter 1000ms rise 2 fall 2 agent-check agent-port "
-        "15001 agent-inter 1000ms",
+        "server p1 10.0.0.1:2222 weight 100 check inter 1000ms rise 2 fall 2 "
+        "agent-check agent-port 14984 agent-inter 1000ms",
+        "server s2 10.0.0.2:2200 weight 100 check inter 1000ms rise 2 fall 2 "
+        "agent-check agent-port 15000 agent-inter 1000ms",
+        "server s3 [fd00::3]:2300 weight 100 check inter 1000ms rise 2 fall 2 "
+        "agent-check agent-port 15001 agent-inter 1000ms",
     ]
     backend = text.split("\nbackend mft_sftp\n", 1)[1]
     assert f"    balance {balance}\n" in backend
@@ -67,10 +67,10 @@ def test_unreported_ports_fall_back_to_the_defaults_with_a_comment(tmp_path: Pat
     old = (Backend("old1", "10.0.0.9"), Backend("half", "10.0.0.8", 2400, None))
     text = render(old, options(tmp_path))
     assert server_lines(text) == [
-        "server old1 10.0.0.9:2222 check inter 1000ms rise 2 fall 2 agent-check agent-port "
-        "14984 agent-inter 1000ms",
-        "server half 10.0.0.8:2400 check inter 1000ms rise 2 fall 2 agent-check agent-port "
-        "14984 agent-inter 1000ms",
+        "server old1 10.0.0.9:2222 weight 100 check inter 1000ms rise 2 fall 2 "
+        "agent-check agent-port 14984 agent-inter 1000ms",
+        "server half 10.0.0.8:2400 weight 100 check inter 1000ms rise 2 fall 2 "
+        "agent-check agent-port 14984 agent-inter 1000ms",
     ]
     assert ("# old1: file port not reported, assumed 2222; agent port not reported, "
             "assumed 14984\n") in text

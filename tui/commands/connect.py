@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import os
 import sys
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 from ..services.admin_client import AdminClient, Credentials
@@ -58,6 +60,14 @@ def _credentials(args: argparse.Namespace, password: str | None) -> Credentials:
 
 async def open_client(args: argparse.Namespace) -> AdminClient:
     return (await connect_with(args))[0]
+
+
+def call_once(args: argparse.Namespace, method: str, params: dict[str, Any]) -> Any:
+    """Connect as ``args`` say, make one call, close; the call's result."""
+    async def call() -> Any:
+        async with await open_client(args) as client:
+            return await client.call(method, params)
+    return asyncio.run(call())
 
 
 async def connect_with(args: argparse.Namespace) -> tuple[AdminClient, Credentials,

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from ..model.ages import age
+from ..model.config import LB_WEIGHT_MAX, LB_WEIGHT_MIN
 from ..model.lb_status import lb_cell
 from ..protocol.rpc import REGISTRATION_FAILED, RpcError
 from ..services.target import Target
 from . import failover
-from .connect import add_connection_options, open_client
+from .connect import add_connection_options, call_once, open_client
 from .prompt import confirm
 from .output import (
     EXIT_FAILED,
@@ -80,6 +81,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         v.add_argument("name", help="the server's name (or node id)")
         v.add_argument("--json", action="store_true", help="print JSON for scripts")
         v.set_defaults(run_verb=run_lb_state, lb_state=lb_state)
+    v = verbs.add_parser("weight", help="set one server's share of new sessions behind the "
+                                        "load balancer, in percent (100 by default)")
+    add_connection_options(v)
+    v.add_argument("name", help="the server's name (or node id)")
+    v.add_argument("percent", type=_weight,
+                   help=f"{LB_WEIGHT_MIN} to {LB_WEIGHT_MAX}: 200 takes twice the sessions "
+                        "of a server at 100")
+    v.add_argument("--json", action="store_true", help="print JSON for scripts")
+    v.set_defaults(run_verb=run_lb_weight)
     failover.add_verbs(verbs)
     p.set_defaults(run=run)
 
@@ -265,22 +275,9 @@ def print_listing(info: dict[str, Any], listing: dict[str, Any]) -> None:
     print(servers_table(listing["servers"], tracked))
 
 
-async def _set(args: argparse.Namespace) -> dict[str, Any]:
-    client = await open_client(args)
-    async with client:
-        return await client.call("cluster.servers.set",
-                                 {"name": args.name, "sync_enabled": args.sync == "on"})
-
-
-async def _set_lb_state(args: argparse.Namespace) -> dict[str, Any]:
-    client = await open_client(args)
-    async with client:
-        return await client.call("cluster.servers.set_lb_state",
-                                 {"name": args.name, "lb_state": args.lb_state})
-
-
 def run_lb_state(args: argparse.Namespace) -> int:
-    row = asyncio.run(_set_lb_state(args))
+    row = call_once(args, "cluster.servers.set_lb_state",
+                    {"name": args.name, "lb_state": args.lb_state})
     if args.json:
         print_json(row)
         return EXIT_OK
@@ -292,6 +289,26 @@ def run_lb_state(args: argparse.Namespace) -> int:
                f"the change)"))
     if row.get("sessions") is not None:
         print(safe(f"{row.get('sessions')} session(s) open on it now"))
+    return EXIT_OK
+
+
+def _weight(text: str) -> int:
+    value = text.strip().removesuffix("%")
+    if not value.isdigit() or not LB_WEIGHT_MIN <= int(value) <= LB_WEIGHT_MAX:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a percentage from {LB_WEIGHT_MIN} to {LB_WEIGHT_MAX} (to send a "
+            "server no new sessions, drain it)")
+    return int(value)
+
+
+def run_lb_weight(args: argparse.Namespace) -> int:
+    row = call_once(args, "cluster.servers.set_lb_weight",
+                    {"name": args.name, "weight": args.percent})
+    if args.json:
+        print_json(row)
+        return EXIT_OK
+    print(safe(f"{row.get('name')} weight {row.get('lb_weight')}%: its agent tells the load "
+               "balancer within about a second, once every member has the change"))
     return EXIT_OK
 
 
@@ -309,7 +326,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             print_listing(info, listing)
         return EXIT_OK
-    row = asyncio.run(_set(args))
+    row = call_once(args, "cluster.servers.set",
+                    {"name": args.name, "sync_enabled": args.sync == "on"})
     if args.json:
         print_json(row)
         return EXIT_OK

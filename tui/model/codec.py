@@ -20,6 +20,9 @@ from .config import (
     MONITOR_PERIOD_MAX_S,
     MONITOR_PERIOD_MIN_S,
     LB_STATES,
+    LB_WEIGHT_DEFAULT,
+    LB_WEIGHT_MAX,
+    LB_WEIGHT_MIN,
     MAX_LAG_MAX_S,
     MAX_LAG_MIN_S,
     PROXY_MODES,
@@ -82,6 +85,8 @@ def _member_dict(m: Member) -> dict[str, Any]:
     out = asdict(m)
     if out["lb_state"] == "active":
         del out["lb_state"]
+    if out["lb_weight"] == LB_WEIGHT_DEFAULT:
+        del out["lb_weight"]
     return out
 
 
@@ -208,6 +213,8 @@ def _member(t: Table) -> Member:
         sync_enabled=t.bool("sync_enabled", True),
         host_key_fingerprint=t.str("host_key_fingerprint", ""),
         lb_state=t.str("lb_state", "active", choices=LB_STATES),
+        lb_weight=t.int("lb_weight", LB_WEIGHT_DEFAULT, minimum=LB_WEIGHT_MIN,
+                        maximum=LB_WEIGHT_MAX),
     )
     if not member.address:
         raise t.error("address", "must not be empty")

@@ -26,6 +26,10 @@ MONITOR_PERIOD_MIN_S = 1
 MONITOR_PERIOD_MAX_S = 3600
 AGENT_PORT = 14984
 LB_STATES = ("active", "drain", "maint")  # what a member's agent tells the load balancer
+# A member's share of new sessions, in percent of the weight its HAProxy server line gives
+# it (HAProxy takes 0-256 there; 0 would be a drain, which has its own state).
+LB_WEIGHT_DEFAULT = 100
+LB_WEIGHT_MIN, LB_WEIGHT_MAX = 1, 256
 PROXY_MODES = ("off", "optional", "required")
 MAX_LAG_MIN_S = 1
 MAX_LAG_MAX_S = 86400
@@ -108,6 +112,7 @@ class Member:
     sync_enabled: bool = True
     host_key_fingerprint: str = ""
     lb_state: str = "active"  # active, drain (no new sessions) or maint
+    lb_weight: int = LB_WEIGHT_DEFAULT  # percent; the agent sends it with "ready"
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from .config import LB_WEIGHT_DEFAULT
+
 _SET = {"active": "-", "drain": "draining", "maint": "maint"}
 
 
 def lb_cell(server: dict[str, Any]) -> str:
-    """``ready (3)``, ``draining (2)``, ``down``...: the agent's answer (``draining`` while
-    a drain is set but not yet answered), then the sessions open on the server; ``files
-    down`` when the primary's check of its file port fails."""
+    """``ready (3)``, ``ready 50% (3)``, ``draining (2)``, ``down``...: the agent's answer
+    (``draining`` while a drain is set but not yet answered) with the server's weight when
+    it is not the default, then the sessions open on the server; ``files down`` when the
+    primary's check of its file port fails."""
     if server.get("file_check") == "down":
         return "files down"  # HAProxy's banner check fails too, whatever the agent says
     answer = server.get("lb_answer")
@@ -20,5 +23,8 @@ def lb_cell(server: dict[str, Any]) -> str:
         answer = _SET.get(wanted, "-")  # set in the configuration, not yet answered
     elif answer == "drain":
         answer = "draining"
+    weight = server.get("lb_weight")
+    if answer == "ready" and isinstance(weight, int) and weight != LB_WEIGHT_DEFAULT:
+        answer = f"ready {weight}%"
     sessions = server.get("sessions")
     return answer if sessions is None else f"{answer} ({sessions})"

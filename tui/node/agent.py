@@ -8,7 +8,9 @@ HAProxy connects every ``agent-inter``, reads one line and closes. The answer:
   member of it (removed), a newer primary has fenced it, its file service is not running,
   or it has been behind the primary's configuration for longer than
   ``load_balancer.max_lag_s``;
-- ``ready`` otherwise.
+- ``ready`` otherwise, with the member's weight (``75%``): its share of new sessions, in
+  percent of the weight its HAProxy server line gives it (``mft lb haproxy`` writes
+  ``weight 100``, so the percentage is the weight).
 
 On the wire ``ready`` and ``drain`` go with ``up``: HAProxy remembers a ``down`` until an
 ``up``, and a drain or maint until a ``ready``.
@@ -25,6 +27,7 @@ import socket
 import time
 from dataclasses import dataclass
 
+from ..model.config import LB_WEIGHT_DEFAULT
 from .quietlog import QuietLog
 from .state import NodeState
 
@@ -36,17 +39,21 @@ MAX_CONNECTIONS = 64  # agent checks at once; more are closed at once (HAProxy r
 
 # What HAProxy is sent for each answer. ``up`` lifts a ``down`` the agent sent before
 # (HAProxy keeps it otherwise), ``ready`` lifts a drain or maint; neither lifts the other.
-_LINES = {"ready": b"up ready\n", "drain": b"up drain\n", "maint": b"maint\n",
-          "down": b"down\n"}
+# The weight goes with every ``ready``, the default one too: HAProxy keeps the last weight
+# an agent sent until it sends another.
+_LINES = {"drain": b"up drain\n", "maint": b"maint\n", "down": b"down\n"}
 
 
 @dataclass(frozen=True)
 class AgentAnswer:
     word: str  # ready, drain, maint or down
     reason: str  # why, for people (status and the console), never sent to HAProxy
+    weight: int = LB_WEIGHT_DEFAULT  # percent, sent with ready
 
     @property
     def line(self) -> bytes:
+        if self.word == "ready":
+            return b"up ready %d%%\n" % self.weight
         return _LINES[self.word]
 
 
@@ -69,7 +76,7 @@ def agent_answer(state: NodeState, files_running: bool) -> AgentAnswer:
         return AgentAnswer("maint", "in maintenance")
     if me.lb_state == "drain":
         return AgentAnswer("drain", "drained: no new sessions")
-    return AgentAnswer("ready", "serving and in sync")
+    return AgentAnswer("ready", "serving and in sync", me.lb_weight)
 
 
 class AgentServer:

@@ -23,7 +23,7 @@ def member_row(state: NodeState, engine: SyncEngine | None, monitor: Monitor | N
         "admin_port": member.admin_port, "role": member.role,
         "sync_enabled": member.sync_enabled,
         "host_key_fingerprint": member.host_key_fingerprint,
-        "lb_state": member.lb_state,
+        "lb_state": member.lb_state, "lb_weight": member.lb_weight,
     }
     if member.id == state.node.node_id:
         lb = state.info()["lb"] or {}

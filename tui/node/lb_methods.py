@@ -1,9 +1,9 @@
-"""Load balancing over RPC: draining a member, and the PROXY protocol settings.
+"""Load balancing over RPC: draining a member, its weight, and the PROXY protocol settings.
 
-A member's ``lb_state`` (active, drain, maint) lives in the synced configuration, so the
-primary sets it and every member's agent answers from its own copy; it survives restarts
-and a promotion. ``lb.set_proxy_protocol`` changes the mode and the trusted load-balancer
-networks in one version.
+A member's ``lb_state`` (active, drain, maint) and ``lb_weight`` (percent) live in the
+synced configuration, so the primary sets them and every member's agent answers from its
+own copy; they survive restarts and a promotion. ``lb.set_proxy_protocol`` changes the
+mode and the trusted load-balancer networks in one version.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import ipaddress
 from dataclasses import replace
 from typing import Any
 
-from ..model.config import LB_STATES, PROXY_MODES, ClusterConfig
+from ..model.config import (LB_STATES, LB_WEIGHT_MAX, LB_WEIGHT_MIN, PROXY_MODES,
+                            ClusterConfig)
 from ..protocol.rpc import INVALID_PARAMS, Params, RpcError
 from .cluster_methods import _actor, _find, _member_row
 from .methods import CallContext, method
@@ -32,6 +33,22 @@ async def set_lb_state(ctx: CallContext, p: Params) -> dict[str, Any]:
         lambda cfg: cfg.with_member(replace(cfg.member(member.id) or member,
                                             lb_state=lb_state)),
         actor=_actor(ctx), summary=f"{member.name} {_WHAT[lb_state]}")
+    return _member_row(ctx, new, new.member(member.id))
+
+
+@method("cluster.servers.set_lb_weight")
+async def set_lb_weight(ctx: CallContext, p: Params) -> dict[str, Any]:
+    member = _find(ctx, p.get("name", str))
+    weight = p.get("weight", int)
+    p.done()
+    if not LB_WEIGHT_MIN <= weight <= LB_WEIGHT_MAX:
+        raise RpcError(INVALID_PARAMS, f"weight must be a percentage from {LB_WEIGHT_MIN} to "
+                                       f"{LB_WEIGHT_MAX} (to take no new sessions, drain the "
+                                       "server)", {"field": "weight"})
+    new = await ctx.state.change(
+        lambda cfg: cfg.with_member(replace(cfg.member(member.id) or member,
+                                            lb_weight=weight)),
+        actor=_actor(ctx), summary=f"{member.name} weight {weight}%")
     return _member_row(ctx, new, new.member(member.id))
 
 

@@ -24,10 +24,11 @@ from typing import Any
 
 from ..atomic import atomic_write
 from ..model.listen import parse_listen
-from ..model.config import PROXY_MODES
+from ..model.config import LB_WEIGHT_MAX, PROXY_MODES
 
 DEFAULT_FILE_PORT = 2222
 DEFAULT_AGENT_PORT = 14984
+BASE_WEIGHT = 100
 BALANCES = ("roundrobin", "leastconn")
 STICKY_MODES = ("source", "cookie")
 CONFIG_MODE = 0o644  # a written configuration holds no secrets; HAProxy and its admins read it
@@ -52,6 +53,7 @@ class Backend:
     file_port: int | None = None
     agent_port: int | None = None
     lb_state: str | None = None  # active, drain or maint, as the cluster records it
+    lb_weight: int | None = None  # percent, as the cluster records it
 
 
 @dataclass(frozen=True)
@@ -98,9 +100,10 @@ class HaproxyConfig:
 
 # -- from the cluster's answers ---------------------------------------------------------------
 
-def _port_or_none(value: Any) -> int | None:
-    """A port the node reported; None when it did not (an older node) or sent no number."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+def _reported(value: Any, highest: int = 65535) -> int | None:
+    """A port (or weight) the node reported; None when it did not (an older node) or sent
+    no number from 1 to ``highest``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= highest:
         return None
     return value
 
@@ -108,9 +111,10 @@ def _port_or_none(value: Any) -> int | None:
 def backends_from(status: Mapping[str, Any]) -> list[Backend]:
     """The members of a `cluster.status` answer, in its order."""
     return [Backend(name=str(s.get("name", "")), address=str(s.get("address", "")),
-                    file_port=_port_or_none(s.get("file_port")),
-                    agent_port=_port_or_none(s.get("agent_port")),
-                    lb_state=s.get("lb_state") if isinstance(s.get("lb_state"), str) else None)
+                    file_port=_reported(s.get("file_port")),
+                    agent_port=_reported(s.get("agent_port")),
+                    lb_state=s.get("lb_state") if isinstance(s.get("lb_state"), str) else None,
+                    lb_weight=_reported(s.get("lb_weight"), LB_WEIGHT_MAX))
             for s in status.get("servers", [])]
 
 
@@ -319,9 +323,13 @@ def _server_lines(servers: Sequence[Backend], names: list[str], options: LbOptio
                       f"member {name}: agent_port")
         if server.lb_state and server.lb_state != "active":
             notes.append(f"lb state {_comment(server.lb_state)} (its agent tells HAProxy)")
+        if server.lb_weight not in (None, BASE_WEIGHT):
+            notes.append(f"weight {server.lb_weight}% (its agent tells HAProxy)")
         if notes:
             lines.append(f"    # {name}: " + "; ".join(notes))
-        words = ["server", name, _address(host, port),
+        # weight 100: the percentage a member's agent sends (mft servers weight) is then
+        # its weight as is, and can go above the default as well as below it.
+        words = ["server", name, _address(host, port), "weight", str(BASE_WEIGHT),
                  "check", "inter", f"{options.check_inter_ms}ms",
                  "rise", str(options.rise), "fall", str(options.fall),
                  "agent-check", "agent-port", str(agent),
