@@ -132,7 +132,8 @@ async def test_drain_maint_and_lag_reach_the_agent(pair: list[Node], tmp_path: P
         with pytest.raises(RpcError) as over:
             await client.call("cluster.servers.set_lb_weight", {"name": name, "weight": 257})
         assert over.value.code == INVALID_PARAMS and "drain" in str(over.value)
-        assert agent_words(secondary) == ["up", "ready", "100%"]  # nothing changed
+        rows = (await client.call("cluster.servers.list"))["servers"]
+        assert next(r for r in rows if r["name"] == name)["lb_weight"] == 100  # kept
     async with await connect(primary, tmp_path) as client:
         # Kept from the configuration: the secondary falls behind, and says so once the
         # primary's checks have told it for longer than lb.max_lag_s.

@@ -114,7 +114,8 @@ def test_bad_member_addresses_and_options_are_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("text, words", [
-    ("0.0.0.0", "has no port"), ("0.0.0.0:0", "from 1 to 65535"), (":2222", "has no host"),
+    ("0.0.0.0", "has no port"), ("0.0.0.0:0", "from 1 to 65535"), (":2222", "use *:PORT"),
+    ("[::1]:0", "--bind '[::1]:0': port '0' must be a number from 1 to 65535"),
     ("a b:22", "not an IP address or host name"), ("::1:22", "in brackets"),
     ("[::1]", "has no port"), ("10.0.0.1:ssh", "must be a number"),
 ])

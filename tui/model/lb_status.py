@@ -12,8 +12,8 @@ _SET = {"active": "-", "drain": "draining", "maint": "maint"}
 
 def lb_cell(server: dict[str, Any]) -> str:
     """``ready (3)``, ``ready 50% (3)``, ``draining (2)``, ``down``...: the agent's answer
-    (``draining`` while a drain is set but not yet answered) with the server's weight when
-    it is not the default, then the sessions open on the server; ``files down`` when the
+    (``draining`` while a drain is set but not yet answered) with the weight the
+    configuration sets for the server when it is not the default, then the sessions open on the server; ``files down`` when the
     primary's check of its file port fails."""
     if server.get("file_check") == "down":
         return "files down"  # HAProxy's banner check fails too, whatever the agent says

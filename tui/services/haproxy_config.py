@@ -195,10 +195,15 @@ def parse_bind(text: str, what: str = "bind address") -> tuple[str, int]:
     text = text.strip()
     if text.count(":") > 1 and not text.startswith("["):
         raise ValueError(f"{what} {text!r}: write an IPv6 address in brackets, [ADDR]:PORT")
+    if text.startswith(":"):
+        raise ValueError(f"{what} {text!r} has no host (use *:PORT or 0.0.0.0:PORT for every "
+                         "address)")
     try:
         host, port = parse_listen(text)
     except ValueError as exc:
-        raise ValueError(f"{what} {exc}") from None
+        said = str(exc)  # names the text itself, or only the part that is wrong
+        raise ValueError(f"{what} {said}" if said.startswith(repr(text))
+                         else f"{what} {text!r}: {said}") from None
     if host != "*" and not _host_ok(host):
         raise ValueError(f"{what} {text!r}: {host!r} is not an IP address or host name")
     return host, port
