@@ -146,12 +146,15 @@ def stop_node_process(node: Node) -> int:
 
 
 async def start_node(tmp_path: Path, name: str, host: str, port: int = 0,
-                     home: Path | None = None) -> Node:
-    """A node with its cluster machinery (sync engine, monitor), in this event loop."""
+                     home: Path | None = None, files: bool = False) -> Node:
+    """A node with its cluster machinery (sync engine, monitor), in this event loop; with
+    ``files``, its file service and agent too, on free ports of ``host``."""
     from tui.node.daemon import Node as NodeServices
     from tui.node.home import load_home
     home = home or make_home(tmp_path / name, name)
-    services = NodeServices(load_home(home), host, port)
+    services = NodeServices(load_home(home), host, port,
+                            file_address=(host, 0) if files else None,
+                            agent_address=(host, 0) if files else None)
     await services.start()
     return Node(home, *services.admin.address, server=services.admin,
                 extra={"services": services})

@@ -8,9 +8,13 @@ What is measured, in one run:
 
 1. CPU of the primary (a real `mft serve` process) while it monitors 50 and 200 members at
    a 5 s and a 1 s period, over a window of ``--window`` seconds once every member is up.
-   Side by side, in the same window, HAProxy 2.6 health-checks the same members the way
-   the vendor guide's load balancer would (``tcp-check expect rstring ^SSH-2.0``, ``inter``
-   equal to the period): the peer's figure for "is every node alive", per member check.
+   Every member runs its file service and agent, so each check of a member is what the
+   primary does in production: the authenticated RPC check over the admin link, then the
+   file port's SSH banner and the agent's answer, side by side. Side by side, in the same
+   window, HAProxy 2.6 health-checks the same members as the configuration `mft lb
+   haproxy` writes has it do (``tcp-check expect rstring ^SSH-2.0`` on the file port and
+   ``agent-check`` on the agent port, ``inter`` and ``agent-inter`` equal to the period):
+   the peer's figure for "is every node alive and willing", per member check.
    Reconciliation is set to its longest interval so the window holds monitoring only.
 2. The delay from a member's death to the primary's ``member.state`` ``down`` event, read
    from an ``events.subscribe`` stream, for SIGKILL (the connection closes) and for
@@ -58,7 +62,8 @@ def free_port(host: str) -> int:
 
 
 def build(workdir: Path, count: int, port: int) -> tuple[Path, list[dict[str, Any]]]:
-    """Homes for a primary and ``count`` members, formed into one cluster."""
+    """Homes for a primary and ``count`` members, formed into one cluster; every member
+    serves files and answers agent checks on the same two ports of its own address."""
     import asyncssh
 
     from tests.support import make_home
@@ -74,6 +79,9 @@ def build(workdir: Path, count: int, port: int) -> tuple[Path, list[dict[str, An
     members = [Member(primary.node.node_id, "primary", PRIMARY_HOST, port, role="primary",
                       host_key_fingerprint=primary.admin_host_key.get_fingerprint("sha256"))]
     specs = []
+    file_port = agent_port = free_port(PRIMARY_HOST)
+    while agent_port == file_port:
+        agent_port = free_port(PRIMARY_HOST)
     for i in range(count):
         home = make_home(workdir / f"m{i:03d}", f"m{i:03d}")
         loaded = load_home(home)
@@ -81,7 +89,8 @@ def build(workdir: Path, count: int, port: int) -> tuple[Path, list[dict[str, An
         members.append(Member(loaded.node.node_id, loaded.node.name, host, port,
                               host_key_fingerprint=loaded.admin_host_key.get_fingerprint(
                                   "sha256")))
-        specs.append({"home": str(home), "host": host, "port": port})
+        specs.append({"home": str(home), "host": host, "port": port,
+                      "file_port": file_port, "agent_port": agent_port})
     cfg = replace(primary.cluster, cluster_id=uuid.uuid4().hex, epoch=1, version=2,
                   members=tuple(members), sync=SyncSettings(True, 86400))
     cfg = cfg.with_user(User(CLUSTER_USER, ADMIN_SITE,
@@ -106,7 +115,9 @@ async def serve_many(spec_file: Path) -> None:
     specs = json.loads(spec_file.read_text())
     nodes = []
     for spec in specs:
-        node = Node(load_home(Path(spec["home"])), spec["host"], spec["port"])
+        node = Node(load_home(Path(spec["home"])), spec["host"], spec["port"],
+                    file_address=(spec["host"], spec["file_port"]),
+                    agent_address=(spec["host"], spec["agent_port"]))
         await node.start()
         nodes.append(node)
     print("ready", flush=True)
@@ -168,8 +179,9 @@ def haproxy_config(members: list[dict[str, Any]], period: int, path: Path) -> Pa
              "backend members", "  option tcp-check", "  tcp-check connect",
              "  tcp-check expect rstring ^SSH-2.0"]
     for i, m in enumerate(members):
-        lines.append(f"  server m{i} {m['host']}:{m['port']} check inter {period}s "
-                     "rise 2 fall 2")
+        lines.append(f"  server m{i} {m['host']}:{m['file_port']} check inter {period}s "
+                     f"rise 2 fall 2 agent-check agent-port {m['agent_port']} "
+                     f"agent-inter {period}s")
     path.write_text("\n".join(lines) + "\n")
     return stats
 

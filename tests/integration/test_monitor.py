@@ -346,3 +346,37 @@ async def test_bad_monitor_and_event_requests_change_nothing(cluster: list[Node]
             await client.call("cluster.servers.remove", {"name": "m-0"})
         assert err.value.code == INVALID_PARAMS and "promote another" in err.value.message
     assert primary.state.cluster.version == version
+
+
+async def test_a_members_services_are_checked_on_their_own_period(tmp_path: Path) -> None:
+    """The file port and agent checks cost a TCP connection each: once settled they run
+    every lb.check_period_s, not every monitor period, and a shorter one applies at once."""
+    primary = await start_node(tmp_path, "sv-0", "127.0.0.46")
+    member = await start_node(tmp_path, "sv-1", "127.0.0.47", files=True)
+    try:
+        async with await connect(primary, tmp_path) as client:
+            await add_server(client, member)
+            await client.call("cluster.monitor.set", {"period_s": 1})
+            await client.call("settings.set", {"key": "lb.check_period_s", "value": 3600})
+
+            async def row() -> dict:
+                return by_name(await client.call("cluster.status"))["sv-1"]
+
+            async def until(check, timeout: float) -> dict:
+                deadline = time.monotonic() + timeout
+                while not check(last := await row()):
+                    assert time.monotonic() < deadline, last
+                    await asyncio.sleep(0.1)
+                return last
+            await until(lambda r: (r["state"], r["file_check"], r["agent_check"])
+                        == ("up", "up", "up"), 10)
+            await services(member).files.stop()
+            await asyncio.sleep(3)  # three admin checks, no service check
+            assert (await row())["file_check"] == "up"
+            await client.call("settings.set", {"key": "lb.check_period_s", "value": 1})
+            down = await until(lambda r: r["file_check"] == "down", 10)
+            assert down["state"] == "up" and down["agent_check"] == "up"
+            assert down["file_check_error"] == "connection refused: nothing listens on the port"
+    finally:
+        for node in (member, primary):
+            await services(node).stop()

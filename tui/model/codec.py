@@ -25,6 +25,8 @@ from .config import (
     LB_WEIGHT_MIN,
     MAX_LAG_MAX_S,
     MAX_LAG_MIN_S,
+    SERVICE_CHECK_MAX_S,
+    SERVICE_CHECK_MIN_S,
     PROXY_MODES,
     AutobanSettings,
     ClusterConfig,
@@ -93,8 +95,11 @@ def _member_dict(m: Member) -> dict[str, Any]:
 def _load_balancer_dict(lb: LoadBalancerSettings) -> dict[str, Any]:
     if lb == LoadBalancerSettings():
         return {}
-    return {"load_balancer": {"proxy_protocol": lb.proxy_protocol, "trusted": list(lb.trusted),
-                              "max_lag_s": lb.max_lag_s}}
+    out = {"proxy_protocol": lb.proxy_protocol, "trusted": list(lb.trusted),
+           "max_lag_s": lb.max_lag_s}
+    if lb.check_period_s != LoadBalancerSettings.check_period_s:
+        out["check_period_s"] = lb.check_period_s
+    return {"load_balancer": out}
 
 
 def cluster_from_dict(data: Any, file: str = CLUSTER_FILE) -> ClusterConfig:
@@ -159,6 +164,8 @@ def _load_balancer(t: Table) -> LoadBalancerSettings:
         proxy_protocol=t.str("proxy_protocol", "off", choices=PROXY_MODES),
         trusted=tuple(str(ipaddress.ip_network(c, strict=False)) for c in trusted),
         max_lag_s=t.int("max_lag_s", 30, minimum=MAX_LAG_MIN_S, maximum=MAX_LAG_MAX_S),
+        check_period_s=t.int("check_period_s", LoadBalancerSettings.check_period_s,
+                             minimum=SERVICE_CHECK_MIN_S, maximum=SERVICE_CHECK_MAX_S),
     )
     if settings.proxy_protocol != "off" and not settings.trusted:
         raise t.error("trusted", f"proxy_protocol {settings.proxy_protocol!r} needs the "

@@ -33,6 +33,8 @@ LB_WEIGHT_MIN, LB_WEIGHT_MAX = 1, 256
 PROXY_MODES = ("off", "optional", "required")
 MAX_LAG_MIN_S = 1
 MAX_LAG_MAX_S = 86400
+SERVICE_CHECK_MIN_S = 1
+SERVICE_CHECK_MAX_S = 3600
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,10 @@ class LoadBalancerSettings:
     # A member behind the primary's configuration for longer than this tells the load
     # balancer it is down.
     max_lag_s: int = 30
+    # How often the primary checks each member's file port and agent the way HAProxy does
+    # (a TCP connection each); its admin check, every monitor period, is separate. A
+    # failed or changing service is checked again every second until it settles.
+    check_period_s: int = 30
 
     @cached_property
     def _networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
 from collections import deque
@@ -59,6 +60,15 @@ async def _first_line(host: str, port: int, timeout: float, source: str | None =
     return line[:MAX_LINE], round((time.monotonic() - started) * 1000, 2)
 
 
+def _failure(exc: BaseException, silence: str) -> str:
+    """What a failed service check says: the errno's words, not asyncio's wording."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused: nothing listens on the port"
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return os.strerror(exc.errno).lower()
+    return str(exc) or silence
+
+
 async def banner_check(host: str, port: int, timeout: float, source: str | None = None,
                        hello: Callable[[str], bytes] = lambda local: b"",
                        ) -> tuple[bool, str, float | None]:
@@ -69,7 +79,7 @@ async def banner_check(host: str, port: int, timeout: float, source: str | None 
     try:
         line, latency = await _first_line(host, port, timeout, source, hello)
     except (OSError, TimeoutError, ValueError) as exc:
-        return False, str(exc) or f"no banner within {timeout:g} s", None
+        return False, _failure(exc, f"no banner within {timeout:g} s"), None
     if not line.startswith(b"SSH-2.0-"):
         return False, f"not an SSH banner: {line[:40]!r}", latency
     return True, line.strip().decode("ascii", "replace"), latency
@@ -81,7 +91,7 @@ async def agent_check(host: str, port: int, timeout: float, source: str | None =
     try:
         line, latency = await _first_line(host, port, timeout, source)
     except (OSError, TimeoutError, ValueError) as exc:
-        return False, str(exc) or f"no answer within {timeout:g} s", None
+        return False, _failure(exc, f"no answer within {timeout:g} s"), None
     words = set(line.decode("ascii", "replace").replace(",", " ").lower().split())
     for word in ("maint", "down", "drain", "ready", "up"):  # what HAProxy would act on
         if word in words:
@@ -111,6 +121,8 @@ class MemberHealth:
     # The member's file port (SSH banner) and agent port, each with its own rise / fall.
     services: dict[str, "MemberHealth"] = field(default_factory=dict)
     reported: dict[str, Any] = field(default_factory=dict)  # ports, lb answer, sessions
+    services_due: float = 0.0  # loop time the services are next checked at
+    services_ports: tuple[Any, ...] = ()  # the ports they were last checked at
     _streak: int = 0  # checks in a row that disagree with ``state`` (or agree, when unknown)
     _streak_ok: bool = True
 
@@ -136,6 +148,10 @@ class MemberHealth:
         last = self.samples[-1] if self.samples else None
         return last is not None and (last.ok == (self.state == "up")) and \
             self.state != "unknown"
+
+    @property
+    def services_settled(self) -> bool:
+        return all(service.settled for service in self.services.values())
 
     def to_dict(self, samples: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"state": self.state, "since": self.since,
@@ -171,6 +187,7 @@ class Monitor:
         self._task: asyncio.Task[None] | None = None
         self.running = False
         self._period = self.period
+        self._service_period = self.service_period
         state.on_change(lambda cfg: self._reconcile())
         # A link that breaks is checked again at once, not a period later.
         engine.on_link_lost(self.check_soon)
@@ -178,6 +195,10 @@ class Monitor:
     @property
     def period(self) -> float:
         return float(self.state.cluster.monitor.period_s)
+
+    @property
+    def service_period(self) -> float:
+        return float(self.state.cluster.load_balancer.check_period_s)
 
     def start(self) -> None:
         if self.running:
@@ -203,6 +224,10 @@ class Monitor:
             self._period = self.period
             for member_id in self._due:
                 self._due[member_id] = now + self._spread()
+        if self.service_period != self._service_period:  # a shorter one applies now
+            self._service_period = self.service_period
+            for health in self.health.values():
+                health.services_due = min(health.services_due, now + self._service_period)
         wanted = set(self.engine.workers)
         for member_id in list(self._due):
             if member_id not in wanted:
@@ -258,7 +283,8 @@ class Monitor:
                 self._announce(worker, health)
             self.state.events.publish("member.sample", member_id=member_id,
                                       name=worker.member.name, **sample.to_dict())
-            delay = self.period if health.settled else min(self.period, FAST_INTERVAL_S)
+            delay = self.period if health.settled and health.services_settled \
+                else min(self.period, FAST_INTERVAL_S)
             if self._due.get(member_id, 0.0) != 0.0:  # not asked to look again meanwhile
                 self._due[member_id] = asyncio.get_running_loop().time() + delay
         finally:
@@ -268,9 +294,25 @@ class Monitor:
     async def _check(self, worker: MemberWorker, health: MemberHealth) -> Sample:
         timeout = min(MAX_CHECK_TIMEOUT_S, self.period / 2)
         sample = await self._check_admin(worker, timeout)
-        if sample.ok:  # a member that does not answer is down already: no slower verdict
+        # A member that does not answer is down already: no slower verdict.
+        if sample.ok and self._services_due(health):
             await self._check_services(worker, health, timeout)
         return sample
+
+    def _services_due(self, health: MemberHealth) -> bool:
+        """Whether to check the member's services now: a TCP connection each costs about
+        as much CPU as the whole admin check, so they go every ``lb.check_period_s``, not
+        every period; at once when the member reports other ports; and at every check
+        while a service's state is unknown or changing (rise and fall as HAProxy counts
+        them)."""
+        now = asyncio.get_running_loop().time()
+        ports = (health.reported.get("file_port"), health.reported.get("agent_port"))
+        if now < health.services_due and ports == health.services_ports \
+                and health.services_settled:
+            return False
+        health.services_ports = ports
+        health.services_due = now + self.service_period
+        return True
 
     async def _check_services(self, worker: MemberWorker, health: MemberHealth,
                               timeout: float) -> None:

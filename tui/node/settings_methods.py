@@ -35,6 +35,9 @@ SETTINGS: dict[str, tuple[type, Any, Any]] = {
     "lb.max_lag_s": (int, lambda c: c.load_balancer.max_lag_s,
                      lambda c, v: replace(c, load_balancer=replace(c.load_balancer,
                                                                    max_lag_s=v))),
+    "lb.check_period_s": (int, lambda c: c.load_balancer.check_period_s,
+                          lambda c, v: replace(c, load_balancer=replace(c.load_balancer,
+                                                                        check_period_s=v))),
 }
 
 
