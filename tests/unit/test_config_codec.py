@@ -243,7 +243,7 @@ def test_any_valid_config_survives_a_toml_round_trip(version, epoch, interval, e
 
 
 def test_load_balancer_settings_round_trip_and_bad_ones_are_named() -> None:
-    lb = LoadBalancerSettings("required", ("10.0.0.5/32", "10.1.0.0/16"), 120)
+    lb = LoadBalancerSettings("required", ("10.0.0.5/32", "10.1.0.0/16"), 120, 10)
     member = Member("m1", "edge-1", "10.0.0.11", lb_state="drain", lb_weight=250)
     cfg = replace(base(), load_balancer=lb, members=(member,))
     back = loads_cluster(dumps_cluster(cfg))
@@ -255,7 +255,8 @@ def test_load_balancer_settings_round_trip_and_bad_ones_are_named() -> None:
             ({"proxy_protocol": "required", "trusted": ["10.0.0.300"]}, "trusted[0]",
              "not an IP address"),
             ({"proxy_protocol": "optional", "trusted": []}, "trusted", "load balancers"),
-            ({"max_lag_s": 0}, "max_lag_s", "between 1 and 86400")):
+            ({"max_lag_s": 0}, "max_lag_s", "between 1 and 86400"),
+            ({"check_period_s": 0}, "check_period_s", "between 1 and 3600")):
         err = error_of(edited(load_balancer=section))
         assert err.key == f"load_balancer.{where}" and says in str(err), str(err)
     bad_member = cluster_to_dict(cfg)
@@ -273,3 +274,6 @@ def test_unused_load_balancer_fields_are_not_written() -> None:
     data = cluster_to_dict(replace(base(), members=(Member("m1", "edge-1", "10.0.0.11"),)))
     assert "load_balancer" not in data and "lb_state" not in data["members"][0]
     assert "lb_weight" not in data["members"][0]
+    lb = LoadBalancerSettings("required", ("10.0.0.5/32",))
+    assert "check_period_s" not in cluster_to_dict(replace(base(), load_balancer=lb))[
+        "load_balancer"]
