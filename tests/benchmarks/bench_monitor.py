@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.benchmarks.bench_admin import cpu_seconds, machine
+from tui.model.config import LoadBalancerSettings
 
 PRIMARY_HOST = "127.0.3.1"
 MEMBER_NET = "127.0.4."
@@ -255,6 +256,9 @@ async def run_size(args: argparse.Namespace, workdir: Path, count: int,
             client = await admin(port, workdir)
             async with client:
                 await client.call("cluster.monitor.set", {"period_s": period})
+                if args.check_period:
+                    await client.call("settings.set", {"key": "lb.check_period_s",
+                                                       "value": args.check_period})
                 await wait_all_up(client, 60)
                 hap = None
                 if haproxy:
@@ -337,6 +341,8 @@ async def bench(args: argparse.Namespace) -> int:
         print(f"  {'haproxy':<17} {version.split(chr(10))[0]}")
     else:
         print("  haproxy           not installed: no peer column")
+    print(f"  {'service checks':<17} every "
+          f"{args.check_period or LoadBalancerSettings.check_period_s} s (lb.check_period_s)")
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="mft-bench-monitor-") as tmp:
         for count in sorted(args.sizes):
@@ -353,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
                         default=[5, 1], help="check periods in seconds (default 5,1)")
     parser.add_argument("--window", type=float, default=30.0,
                         help="seconds of CPU measurement per case")
+    parser.add_argument("--check-period", type=int, default=None,
+                        help="lb.check_period_s for the file port and agent checks "
+                             "(default: the cluster's default)")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:

@@ -67,7 +67,7 @@ class LoadBalancerSettings:
     # How often the primary checks each member's file port and agent the way HAProxy does
     # (a TCP connection each); its admin check, every monitor period, is separate. A
     # failed or changing service is checked again every second until it settles.
-    check_period_s: int = 30
+    check_period_s: int = 60
 
     @cached_property
     def _networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

@@ -7,6 +7,11 @@ the next check comes sooner (at most 1 s later), so a member that stops answerin
 reported down within two periods. A broken link is checked again at once. Every check is
 a ``member.sample`` event; every change of state a ``member.state`` event.
 
+After a good check, and every ``[load_balancer] check_period_s`` (default 60 s) rather
+than every period, the member's file port (SSH banner) and agent are checked the way
+HAProxy checks them, each with its own rise and fall; a ``member.service`` event tells
+each change.
+
 The checks also watch what each member holds: a member whose hash differs from what the
 sync engine believes is re-verified at once, and one holding a newer epoch means another
 node has been promoted, which fences this one.
