@@ -6,6 +6,7 @@ from a client that could be waiting for it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import struct
@@ -48,16 +49,21 @@ def client_kexinit() -> bytes:
     return struct.pack(">IB", 1 + len(payload) + padlen, padlen) + payload + bytes(padlen)
 
 
+@contextlib.asynccontextmanager
 async def server_kexinit_start(address: tuple[str, int], version: bytes
-                               ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, int]:
+                               ) -> AsyncIterator[tuple[asyncio.StreamReader,
+                                                        asyncio.StreamWriter, int]]:
     """Connect with ``version``; read the server's version line and its KEXINIT's
-    length field; return the streams and the number of bytes the packet has left."""
+    length field; give the streams and the number of bytes the packet has left."""
     reader, writer = await asyncio.open_connection(*address)
-    writer.write(version + b"\r\n")
-    line = await asyncio.wait_for(reader.readline(), READ_S)
-    assert line.startswith(b"SSH-2.0-")
-    length = struct.unpack(">I", await asyncio.wait_for(reader.readexactly(4), READ_S))[0]
-    return reader, writer, length
+    try:
+        writer.write(version + b"\r\n")
+        line = await asyncio.wait_for(reader.readline(), READ_S)
+        assert line.startswith(b"SSH-2.0-")
+        length = struct.unpack(">I", await asyncio.wait_for(reader.readexactly(4), READ_S))[0]
+        yield reader, writer, length
+    finally:
+        writer.close()
 
 
 async def read_for(reader: asyncio.StreamReader, count: int, seconds: float) -> bytes:
@@ -79,13 +85,11 @@ async def read_for(reader: asyncio.StreamReader, count: int, seconds: float) -> 
 async def test_openssh_client_gets_the_last_kexinit_byte_with_the_answer_to_its_own(
         file_address: tuple[str, int], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ssh_wire, "HOLD_LIMIT_S", 60.0)  # only the client's packet frees it
-    reader, writer, left = await server_kexinit_start(file_address, b"SSH-2.0-OpenSSH_9.2p1")
-    try:
+    async with server_kexinit_start(file_address, b"SSH-2.0-OpenSSH_9.2p1") as (
+            reader, writer, left):
         assert len(await read_for(reader, left, QUIET_S)) == left - 1
         writer.write(client_kexinit())
         assert len(await read_for(reader, 1, READ_S)) == 1
-    finally:
-        writer.close()
 
 
 async def test_a_client_that_waits_for_the_servers_kexinit_gets_all_of_it(
@@ -93,22 +97,16 @@ async def test_a_client_that_waits_for_the_servers_kexinit_gets_all_of_it(
     # JSch, common in Java transfer clients, sends its KEXINIT only after the server's:
     # were it held too, only the time limit (here never reached) would free it.
     monkeypatch.setattr(ssh_wire, "HOLD_LIMIT_S", 60.0)
-    reader, writer, left = await server_kexinit_start(file_address, b"SSH-2.0-JSCH-0.1.54")
-    try:
+    async with server_kexinit_start(file_address, b"SSH-2.0-JSCH-0.1.54") as (reader, _, left):
         assert len(await read_for(reader, left, READ_S)) == left
-    finally:
-        writer.close()
 
 
 async def test_a_held_byte_goes_out_at_the_time_limit_if_the_client_says_nothing(
         file_address: tuple[str, int], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ssh_wire, "HOLD_LIMIT_S", 1.0)
-    reader, writer, left = await server_kexinit_start(file_address, b"SSH-2.0-OpenSSH_9.9")
-    try:
+    async with server_kexinit_start(file_address, b"SSH-2.0-OpenSSH_9.9") as (reader, _, left):
         assert len(await read_for(reader, left, QUIET_S)) == left - 1
         assert len(await read_for(reader, 1, READ_S)) == 1
-    finally:
-        writer.close()
 
 
 @pytest.mark.openssh
