@@ -197,8 +197,11 @@ class NodeSSHConnection(asyncssh.SSHServerConnection):
         self._collected = collected = []
         try:
             send()
-        finally:
+        except BaseException:
             self._collected = None
+            self._send(b"".join(collected))  # what asyncssh wrote before it failed, whole
+            raise
+        self._collected = None
         data = b"".join(collected)
         if not data:
             return
