@@ -8,8 +8,8 @@ import getpass
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from ..services.admin_client import AdminClient, Credentials
 from ..services.errors import UnknownHostKey

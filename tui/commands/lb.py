@@ -15,13 +15,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..model.config import PROXY_MODES
 from ..protocol.rpc import METHOD_NOT_FOUND, RpcError
 from ..services import haproxy_config
 from ..services.haproxy_config import BALANCES, STICKY_MODES, LbOptions
-from .connect import add_connection_options, open_client
+from .connect import add_connection_options, call_once, open_client
 from .output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandError, safe
 
-PROXY_MODES = ("off", "optional", "required")
 CALL_TIMEOUT_S = 30.0
 
 
@@ -170,16 +170,14 @@ def _trusted(values: list[str] | None) -> list[str] | None:
     return networks
 
 
-async def _set(args: argparse.Namespace, params: dict[str, Any]) -> dict[str, Any]:
-    client = await open_client(args)
-    async with client:
-        try:
-            return await client.call("lb.set_proxy_protocol", params, timeout=CALL_TIMEOUT_S)
-        except RpcError as exc:
-            if exc.code != METHOD_NOT_FOUND:
-                raise
-            raise CommandError(f"{args.connect} does not support PROXY protocol settings "
-                               "(older mft software); nothing was changed") from None
+def _set(args: argparse.Namespace, params: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return call_once(args, "lb.set_proxy_protocol", params)
+    except RpcError as exc:
+        if exc.code != METHOD_NOT_FOUND:
+            raise
+        raise CommandError(f"{args.connect} does not support PROXY protocol settings "
+                           "(older mft software); nothing was changed") from None
 
 
 def run_proxy_protocol(args: argparse.Namespace) -> int:
@@ -192,7 +190,7 @@ def run_proxy_protocol(args: argparse.Namespace) -> int:
     params: dict[str, Any] = {"mode": args.mode}
     if trusted is not None:
         params["trusted"] = trusted
-    result = asyncio.run(_set(args, params))
+    result = _set(args, params)
     mode = result.get("proxy_protocol", result.get("mode", args.mode))
     listed = ", ".join(str(t) for t in result.get("trusted") or []) or "none"
     print(safe(f"PROXY protocol {mode}; trusted: {listed} (configuration version "

@@ -294,7 +294,8 @@ def run_lb_state(args: argparse.Namespace) -> int:
 
 def _weight(text: str) -> int:
     value = text.strip().removesuffix("%")
-    if not (value.isascii() and value.isdecimal()) or not LB_WEIGHT_MIN <= int(value) <= LB_WEIGHT_MAX:
+    digits = value.isascii() and value.isdecimal()
+    if not digits or not LB_WEIGHT_MIN <= int(value) <= LB_WEIGHT_MAX:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a percentage from {LB_WEIGHT_MIN} to {LB_WEIGHT_MAX} (to send a "
             "server no new sessions, drain it)")

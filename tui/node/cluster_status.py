@@ -26,7 +26,7 @@ def member_row(state: NodeState, engine: SyncEngine | None, monitor: Monitor | N
         "lb_state": member.lb_state, "lb_weight": member.lb_weight,
     }
     if member.id == state.node.node_id:
-        lb = state.info()["lb"] or {}
+        lb = state.lb_info() or {}
         row.update(_own_services(state), lb_answer=lb.get("answer"),
                    lb_reason=lb.get("reason"), sessions=state.session_count())
         row.update(state="up", since=None, latency_ms=None, check_error=None,

@@ -207,7 +207,7 @@ class NodeState:
         async with self._lock:
             return
 
-    def _lb_info(self) -> dict | None:
+    def lb_info(self) -> dict | None:
         if self.lb_answer is None:
             return None
         word, reason = self.lb_answer()
@@ -251,7 +251,7 @@ class NodeState:
             "admin_host_key_fingerprint": self.admin_host_key_fingerprint,
             "file_port": self.file_address[1] if self.file_address else None,
             "agent_port": self.agent_address[1] if self.agent_address else None,
-            "lb": self._lb_info(),
+            "lb": self.lb_info(),
             "sessions": self.session_count(),
             "fenced": self.fenced,
             "uptime_s": round(time.monotonic() - self.started, 1),
